@@ -1,0 +1,17 @@
+//! `pixel-loss`: the per-pixel loss stage (L1 or MSE on normalised pixels). Same protocol as
+//! `vgg-loss`, so a graph swaps one for the other. See README.md beside this file.
+use eyre::WrapErr;
+use geosr::loss::PixelLoss;
+use geosr::settings::Settings;
+
+fn main() -> eyre::Result<()> {
+    let settings = Settings::from_env().wrap_err("pixel-loss: reading settings")?;
+    geosr::telemetry::init("pixel-loss", Some(&settings.run_dir));
+    settings.apply_threads();
+    let device = settings.torch_device()?;
+    if settings.pixel_loss == "none" {
+        eyre::bail!("pixel-loss: pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
+    }
+    let loss = PixelLoss::from_settings(&settings);
+    geosr::stage::run_loss_stage("pixel-loss", &loss, &settings.run_dir, device)
+}

@@ -1,0 +1,75 @@
+//! `tile-ingest`: serves HR chips (and LR chips for paired data) one batch per request.
+//! See README.md beside this file for inputs, outputs and settings.
+use dora_node_api::{DoraNode, Event};
+use eyre::WrapErr;
+use geosr::chips::ChipPlan;
+use geosr::flow::{Request, TileCounts};
+use geosr::settings::Settings;
+use geosr::stage::send_batch;
+use geosr::tile::Split;
+
+fn main() -> eyre::Result<()> {
+    let settings = Settings::from_env().wrap_err("tile-ingest: reading settings")?;
+    geosr::telemetry::init("tile-ingest", Some(&settings.run_dir));
+    let (mut node, mut events) = DoraNode::init_from_env()?;
+    // Plan before serving anything: a bad input fails here with one message naming the file.
+    let mut plan = ChipPlan::new(&settings).wrap_err("tile-ingest")?;
+    let rasters: Vec<_> = plan.rasters().into_iter().cloned().collect();
+    let data = serde_json::json!({
+        "rasters": rasters,
+        "paired_lr": settings.input_lr,
+        "chip_size": settings.chip_size,
+        "stride": settings.stride(),
+        "chips_considered": plan.candidates,
+        "chips_skipped_nodata": plan.skipped_nodata,
+        "max_nodata_pct": settings.max_nodata_pct,
+        "train_chips": plan.train.len(),
+        "val_chips": plan.val.len(),
+        "train_batches_per_epoch": plan.train_batches(),
+        "val_batches": plan.val_batches(),
+        "batch_size": settings.batch_size,
+        "seed": settings.seed,
+        "normalisation": plan.norm,
+    });
+    geosr::checkpoint::write_atomic(
+        &settings.run_dir.join("data.json"),
+        serde_json::to_string_pretty(&data)?.as_bytes(),
+    )?;
+    tracing::info!(
+        rasters = rasters.len(),
+        train_chips = plan.train.len(),
+        val_chips = plan.val.len(),
+        skipped_nodata = plan.skipped_nodata,
+        "chips planned"
+    );
+    let mut counts = TileCounts::new("tile-ingest");
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } if id.as_str() == "request" => {
+                let req = Request::from_arrow(data.as_array().as_ref())?;
+                let (hr, lr, suffix) = match req.split {
+                    Split::Train => {
+                        let (hr, lr) = plan.next_train()?;
+                        (hr, lr, "")
+                    }
+                    _ => {
+                        let (hr, lr) = plan.val_batch(req.index as usize)?;
+                        (hr, lr, "_val")
+                    }
+                };
+                counts.count_in("request", 1);
+                let out = format!("hr{suffix}");
+                counts.count_out(&out, send_batch(&mut node, &out, hr)?);
+                if let Some(lr) = lr {
+                    let out = format!("lr{suffix}");
+                    counts.count_out(&out, send_batch(&mut node, &out, lr)?);
+                }
+            }
+            Event::Input { id, .. } => tracing::warn!(input = %id, "ignoring unexpected input"),
+            Event::InputClosed { .. } | Event::Stop(_) => break,
+            _ => {}
+        }
+    }
+    counts.write(&settings.run_dir)?;
+    Ok(())
+}

@@ -1,0 +1,504 @@
+//! `unet-train`: trains the U-Net. Asks ingest for batches (request/credit flow), sends each SR
+//! prediction to the loss stages, sums the gradients they return, steps Adam, validates, and
+//! writes checkpoints, the model card and metrics.csv. See README.md beside this file.
+use dora_node_api::{DoraNode, Event};
+use eyre::{bail, WrapErr};
+use geosr::checkpoint::{load_checkpoint, write_checkpoint, ModelCard};
+use geosr::flow::{Request, TileCounts};
+use geosr::settings::{Settings, DEFAULT_STEPS};
+use geosr::stage::{send_array, send_batch};
+use geosr::tile::TileBatch;
+use geosr::train::{combine_grads, Trainer, Validation};
+use geosr::unet::UNetConfig;
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+use tch::Tensor;
+
+/// One step whose prediction is out with the loss stages.
+struct Pending {
+    batch_id: u64,
+    tiles: usize,
+    pred: Tensor,
+    replies: BTreeMap<String, (f64, Tensor)>,
+}
+
+/// A validation pass in progress.
+#[derive(Default)]
+struct ValPass {
+    total: Option<u32>,
+    requested: u32,
+    done: u32,
+    lr: BTreeMap<u64, TileBatch>,
+    hr: BTreeMap<u64, TileBatch>,
+    quality: Validation,
+}
+
+struct Run {
+    settings: Settings,
+    node: DoraNode,
+    losses: Vec<(String, f64)>,
+    trainer: Option<Trainer>,
+    first: Option<TileBatch>,
+    total_steps: u64,
+    val_every: u64,
+    requested_train: u64,
+    train_target: u64,
+    queue: VecDeque<TileBatch>,
+    pending: Option<Pending>,
+    val: Option<ValPass>,
+    counts: TileCounts,
+    metrics: std::fs::File,
+    loss_sum: f64,
+    loss_n: u64,
+    last_val: Option<Validation>,
+    started: Instant,
+    window_start: Instant,
+    window_tiles: usize,
+    epoch: u32,
+    finished: bool,
+}
+
+fn main() -> eyre::Result<()> {
+    let settings = Settings::from_env().wrap_err("unet-train: reading settings")?;
+    geosr::telemetry::init("unet-train", Some(&settings.run_dir));
+    settings.apply_threads();
+    let (node, mut events) = DoraNode::init_from_env()?;
+    let inputs: Vec<String> = node.node_config().inputs.keys().map(|k| k.to_string()).collect();
+    let losses = loss_inputs(&inputs, &settings)?;
+    let resume = match &settings.resume {
+        Some(dir) => Some(load_checkpoint(dir).wrap_err("unet-train: resume")?),
+        None => None,
+    };
+    std::fs::create_dir_all(&settings.run_dir).wrap_err_with(|| format!("creating {}", settings.run_dir.display()))?;
+    let metrics_path = settings.run_dir.join("metrics.csv");
+    let fresh = resume.is_none() || !metrics_path.exists();
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!fresh)
+        .write(true)
+        .truncate(fresh)
+        .open(&metrics_path)
+        .wrap_err_with(|| format!("opening {}", metrics_path.display()))?;
+    if fresh {
+        writeln!(metrics, "step,epoch,train_loss,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,lr,elapsed_s")?;
+    }
+    tracing::info!(?losses, run_dir = %settings.run_dir.display(), "trainer ready");
+    let mut run = Run {
+        total_steps: settings.steps.map(u64::from).unwrap_or(0),
+        val_every: settings.val_every.map(u64::from).unwrap_or(0),
+        settings,
+        node,
+        losses,
+        trainer: None,
+        first: None,
+        requested_train: 0,
+        train_target: 1,
+        queue: VecDeque::new(),
+        pending: None,
+        val: None,
+        counts: TileCounts::new("unet-train"),
+        metrics,
+        loss_sum: 0.0,
+        loss_n: 0,
+        last_val: None,
+        started: Instant::now(),
+        window_start: Instant::now(),
+        window_tiles: 0,
+        epoch: 0,
+        finished: false,
+    };
+    let start_step = resume.as_ref().map(|r| r.card.step).unwrap_or(0);
+    run.request_train(1)?;
+    let mut resume = resume;
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } => {
+                let batch = TileBatch::from_arrow(data.as_array().as_ref()).wrap_err_with(|| format!("unet-train: input `{id}`"))?;
+                match id.as_str() {
+                    "lr" => {
+                        run.counts.count_in("lr", batch.len());
+                        if run.trainer.is_none() {
+                            run.init_trainer(&batch, resume.take(), start_step)?;
+                        }
+                        run.queue.push_back(batch);
+                    }
+                    "lr_val" | "hr_val" => {
+                        run.counts.count_in(id.as_str(), batch.len());
+                        let val = run.val.as_mut().ok_or_else(|| eyre::eyre!("validation batch outside a validation pass"))?;
+                        val.total = Some(batch.batches_in_split);
+                        let slot = if id.as_str() == "lr_val" { &mut val.lr } else { &mut val.hr };
+                        slot.insert(batch.batch_id, batch);
+                    }
+                    other if other.starts_with("loss") => {
+                        run.counts.count_in(other, batch.len());
+                        run.loss_reply(other, batch)?
+                    }
+                    other => tracing::warn!(input = other, "ignoring unexpected input"),
+                }
+                run.drive()?;
+                if run.finished {
+                    break;
+                }
+            }
+            Event::InputClosed { id } => {
+                if !run.finished {
+                    let id = id.to_string();
+                    let hint = if id.starts_with("loss") { "a loss stage exited" } else { "an upstream stage exited" };
+                    run.save_progress("stopped early")?;
+                    bail!("unet-train: input `{id}` closed at step {} of {}: {hint}; see its log", run.step(), run.total_steps);
+                }
+            }
+            Event::Stop(cause) => {
+                if !run.finished {
+                    tracing::warn!(?cause, step = run.step(), "stopped before the last step; saving a checkpoint to resume from");
+                    run.save_progress("stopped")?;
+                }
+                break;
+            }
+            _ => {}
+        }
+    }
+    run.counts.write(&run.settings.run_dir)?;
+    if !run.finished {
+        bail!("unet-train: the dataflow ended at step {} of {}", run.step(), run.total_steps);
+    }
+    Ok(())
+}
+
+/// Loss inputs are named `loss` or `loss_<name>`; weights come from `loss_weights`.
+fn loss_inputs(inputs: &[String], s: &Settings) -> eyre::Result<Vec<(String, f64)>> {
+    let names: Vec<String> = inputs
+        .iter()
+        .filter(|i| i.starts_with("loss"))
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        bail!("unet-train: no loss stage is wired; add an input named loss_<name> (for example loss_vgg: vgg-loss/loss)");
+    }
+    let weights = s.loss_weight_map()?;
+    for (w, _) in &weights {
+        if !names.iter().any(|n| n.trim_start_matches("loss").trim_start_matches('_') == w) {
+            bail!("unet-train: loss_weights names `{w}`, but the wired loss inputs are {names:?}");
+        }
+    }
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let short = n.trim_start_matches("loss").trim_start_matches('_').to_owned();
+            let w = weights.iter().find(|(k, _)| *k == short).map(|(_, w)| *w).unwrap_or(1.0);
+            (n, w)
+        })
+        .collect())
+}
+
+impl Run {
+    fn step(&self) -> u64 {
+        self.trainer.as_ref().map(|t| t.step()).unwrap_or(0)
+    }
+
+    fn request_train(&mut self, n: u64) -> eyre::Result<()> {
+        for _ in 0..n {
+            send_array(&mut self.node, "request", Request::train().to_arrow())?;
+            self.counts.count_out("request", 1);
+            self.requested_train += 1;
+        }
+        Ok(())
+    }
+
+    fn init_trainer(&mut self, first: &TileBatch, resume: Option<geosr::checkpoint::LoadedCheckpoint>, start: u64) -> eyre::Result<()> {
+        let per_epoch = first.batches_in_split.max(1) as u64;
+        if self.total_steps == 0 {
+            self.total_steps = self.settings.epochs.map(|e| e as u64 * per_epoch).unwrap_or(DEFAULT_STEPS as u64);
+        }
+        if self.val_every == 0 {
+            self.val_every = per_epoch.min(self.total_steps);
+        }
+        let cfg = UNetConfig::from_settings(&self.settings, first.bands);
+        let device = self.settings.torch_device()?;
+        let mut trainer = Trainer::new(&cfg, &self.settings, device, self.total_steps);
+        if let Some(ckpt) = resume {
+            trainer.resume(&ckpt)?;
+            tracing::info!(from = %ckpt.dir.display(), step = start, "resumed");
+        }
+        tracing::info!(
+            ?device,
+            total_steps = self.total_steps,
+            val_every = self.val_every,
+            batches_per_epoch = per_epoch,
+            bands = first.bands,
+            parameters = trainer.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
+            "training starts"
+        );
+        self.trainer = Some(trainer);
+        self.first = Some(TileBatch { pixels: Vec::new(), tiles: Vec::new(), ..first.clone() });
+        // Ask for exactly the batches the remaining steps use, `prefetch` ahead of training.
+        self.train_target = self.total_steps.saturating_sub(start);
+        let ahead = (self.settings.prefetch as u64).max(1).min(self.train_target.saturating_sub(self.requested_train));
+        self.request_train(ahead)?;
+        Ok(())
+    }
+
+    fn loss_reply(&mut self, input: &str, batch: TileBatch) -> eyre::Result<()> {
+        let pending = self.pending.as_mut().ok_or_else(|| eyre::eyre!("unet-train: `{input}` answered with no prediction out"))?;
+        if batch.batch_id != pending.batch_id {
+            bail!("unet-train: `{input}` answered batch {} while batch {} is out", batch.batch_id, pending.batch_id);
+        }
+        let loss: f64 = batch.loss.as_ref().ok_or_else(|| eyre::eyre!("unet-train: `{input}` sent no loss column"))?.iter().sum();
+        let grad = batch.tensor(tch::Device::Cpu);
+        if grad.size() != pending.pred.size() {
+            bail!("unet-train: `{input}` sent a gradient of shape {:?} for a prediction of {:?}", grad.size(), pending.pred.size());
+        }
+        pending.replies.insert(input.to_owned(), (loss, grad));
+        Ok(())
+    }
+
+    /// Moves training or validation on as far as the messages received allow.
+    fn drive(&mut self) -> eyre::Result<()> {
+        loop {
+            if self.val.is_some() {
+                if !self.drive_validation()? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if let Some(p) = &self.pending {
+                if p.replies.len() < self.losses.len() {
+                    return Ok(());
+                }
+                self.finish_step()?;
+                continue;
+            }
+            if self.step() >= self.total_steps {
+                // Resumed at or past the end: validate once and finish.
+                self.start_validation()?;
+                if self.val.is_none() {
+                    return self.finish();
+                }
+                continue;
+            }
+            let Some(batch) = self.queue.pop_front() else { return Ok(()) };
+            self.start_step(batch)?;
+        }
+    }
+
+    fn start_step(&mut self, batch: TileBatch) -> eyre::Result<()> {
+        let trainer = self.trainer.as_ref().expect("trainer exists once a batch arrived");
+        self.epoch = batch.epoch;
+        let pred = trainer.predict(&batch);
+        let msg = batch.with_pixels(&pred.detach())?;
+        self.pending = Some(Pending { batch_id: batch.batch_id, tiles: batch.len(), pred, replies: BTreeMap::new() });
+        let n = send_batch(&mut self.node, "pred", msg)?;
+        self.counts.count_out("pred", n);
+        if self.requested_train < self.train_target {
+            self.request_train(1)?;
+        }
+        Ok(())
+    }
+
+    fn finish_step(&mut self) -> eyre::Result<()> {
+        let p = self.pending.take().expect("checked");
+        let parts: Vec<(f64, Tensor)> = self
+            .losses
+            .iter()
+            .map(|(name, w)| (*w, p.replies[name].1.shallow_clone()))
+            .collect();
+        let loss: f64 = self.losses.iter().map(|(name, w)| w * p.replies[name].0).sum();
+        if !loss.is_finite() {
+            bail!("unet-train: the loss became {loss} at step {}; lower `lr`", self.step() + 1);
+        }
+        let grad = combine_grads(&parts);
+        let trainer = self.trainer.as_mut().expect("exists");
+        let lr = trainer.apply(&p.pred, &grad);
+        let step = trainer.step();
+        self.loss_sum += loss;
+        self.loss_n += 1;
+        self.window_tiles += p.tiles;
+        if step % 10 == 0 || step == self.total_steps {
+            let secs = self.window_start.elapsed().as_secs_f64();
+            let rate = self.window_tiles as f64 / secs.max(1e-9);
+            tracing::info!(step, of = self.total_steps, loss = format!("{:.5}", self.loss_sum / self.loss_n as f64), tiles_per_s = format!("{rate:.1}"), lr = format!("{lr:.2e}"), "progress");
+            self.write_row(step, None, lr)?;
+            self.window_start = Instant::now();
+            self.window_tiles = 0;
+        }
+        let due = step % self.val_every == 0 || step == self.total_steps;
+        if due {
+            self.start_validation()?;
+        }
+        let every = self.settings.checkpoint_every as u64;
+        if every > 0 && step % every == 0 && step != self.total_steps && !due {
+            self.save_progress("periodic")?;
+        }
+        Ok(())
+    }
+
+    fn start_validation(&mut self) -> eyre::Result<()> {
+        if self.settings.val_split_pct <= 0.0 {
+            if self.step() >= self.total_steps {
+                self.finish()?;
+            }
+            return Ok(());
+        }
+        let mut pass = ValPass::default();
+        send_array(&mut self.node, "request", Request::val(0).to_arrow())?;
+        self.counts.count_out("request", 1);
+        pass.requested = 1;
+        self.val = Some(pass);
+        Ok(())
+    }
+
+    /// Returns whether progress was made.
+    fn drive_validation(&mut self) -> eyre::Result<bool> {
+        let trainer = self.trainer.as_ref().expect("exists");
+        let pass = self.val.as_mut().expect("checked");
+        let ready: Vec<u64> = pass.lr.keys().filter(|k| pass.hr.contains_key(k)).copied().collect();
+        let progressed = !ready.is_empty();
+        for id in ready {
+            let lr = pass.lr.remove(&id).expect("listed");
+            let hr = pass.hr.remove(&id).expect("listed");
+            trainer.validate(&lr, &hr, &mut pass.quality)?;
+            pass.done += 1;
+        }
+        if let Some(total) = pass.total {
+            let outstanding = pass.requested - pass.done;
+            let room = (self.settings.prefetch.max(1)).saturating_sub(outstanding);
+            let to_ask = room.min(total - pass.requested);
+            for _ in 0..to_ask {
+                send_array(&mut self.node, "request", Request::val(pass.requested as u64).to_arrow())?;
+                self.counts.count_out("request", 1);
+                pass.requested += 1;
+            }
+            if pass.done == total {
+                let q = self.val.take().expect("checked").quality;
+                self.end_validation(q)?;
+                return Ok(true);
+            }
+        }
+        Ok(progressed)
+    }
+
+    fn end_validation(&mut self, q: Validation) -> eyre::Result<()> {
+        let step = self.step();
+        tracing::info!(
+            step,
+            val_psnr = format!("{:.3}", q.sr.psnr()),
+            bicubic_psnr = format!("{:.3}", q.bicubic.psnr()),
+            val_ssim = format!("{:.4}", q.sr.ssim()),
+            bicubic_ssim = format!("{:.4}", q.bicubic.ssim()),
+            tiles = q.sr.tiles,
+            "validation"
+        );
+        self.last_val = Some(q);
+        self.write_row(step, Some(q), f64::NAN)?;
+        if step >= self.total_steps {
+            self.finish()?;
+        } else if self.settings.checkpoint_every == 0 || step % self.settings.checkpoint_every as u64 == 0 {
+            self.save_progress("validated")?;
+        }
+        Ok(())
+    }
+
+    fn write_row(&mut self, step: u64, q: Option<Validation>, lr: f64) -> eyre::Result<()> {
+        let loss = if self.loss_n > 0 { format!("{:.6}", self.loss_sum / self.loss_n as f64) } else { String::new() };
+        let v = |x: Option<f64>, digits: usize| x.map(|x| format!("{x:.digits$}")).unwrap_or_default();
+        writeln!(
+            self.metrics,
+            "{step},{},{loss},{},{},{},{},{},{:.1}",
+            self.epoch,
+            v(q.map(|q| q.sr.psnr()), 4),
+            v(q.map(|q| q.sr.ssim()), 5),
+            v(q.map(|q| q.bicubic.psnr()), 4),
+            v(q.map(|q| q.bicubic.ssim()), 5),
+            if lr.is_nan() { String::new() } else { format!("{lr:.3e}") },
+            self.started.elapsed().as_secs_f64()
+        )?;
+        self.metrics.flush()?;
+        if q.is_none() {
+            self.loss_sum = 0.0;
+            self.loss_n = 0;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> eyre::Result<()> {
+        self.save(true, "final")?;
+        self.finished = true;
+        Ok(())
+    }
+
+    fn save_progress(&mut self, why: &str) -> eyre::Result<()> {
+        if self.trainer.as_ref().map(|t| t.step() > 0).unwrap_or(false) {
+            self.save(false, why)?;
+        }
+        Ok(())
+    }
+
+    fn save(&mut self, keep: bool, why: &str) -> eyre::Result<()> {
+        let trainer = self.trainer.as_ref().expect("a model exists");
+        let mut card = self.card(trainer)?;
+        let dir = write_checkpoint(
+            &self.settings.run_dir,
+            &mut card,
+            |p| trainer.vs.save(p).map_err(Into::into),
+            |p| trainer.adam.save(p),
+            keep,
+        )?;
+        tracing::info!(step = card.step, why, dir = %dir.display(), "checkpoint written");
+        Ok(())
+    }
+
+    fn card(&self, trainer: &Trainer) -> eyre::Result<ModelCard> {
+        let run = &self.settings.run_dir;
+        let data: serde_json::Value = read_json(&run.join("data.json"))?;
+        let first = self.first.as_ref().expect("a batch arrived");
+        let norm = serde_json::from_value(data["normalisation"].clone())
+            .wrap_err("data.json has no normalisation: was tile-ingest wired?")?;
+        let rasters = data["rasters"].as_array().cloned().unwrap_or_default();
+        let r0 = rasters.first().cloned().unwrap_or_default();
+        let mut losses = Vec::new();
+        for (name, w) in &self.losses {
+            let stage = self.node.node_config().inputs.get(&dora_node_api::dora_core::config::DataId::from(name.clone()));
+            let source = stage.map(|s| format!("{:?}", s.mapping)).unwrap_or_default();
+            losses.push(serde_json::json!({ "input": name, "weight": w, "from": source }));
+        }
+        // Attach each loss stage's own description, written by the stage at start-up.
+        let stages = std::fs::read_dir(run.join("stages")).map(|d| d.filter_map(|e| e.ok()).collect::<Vec<_>>()).unwrap_or_default();
+        for e in stages {
+            losses.push(read_json(&e.path())?);
+        }
+        let metrics = match self.last_val {
+            Some(q) => serde_json::json!({
+                "val_psnr": q.sr.psnr(), "val_ssim": q.sr.ssim(),
+                "bicubic_psnr": q.bicubic.psnr(), "bicubic_ssim": q.bicubic.ssim(),
+                "val_tiles": q.sr.tiles,
+                "units": "normalised pixels; data range 1 = each band's 1st-99th percentile span",
+            }),
+            None => serde_json::Value::Null,
+        };
+        Ok(ModelCard {
+            geosr_version: env!("CARGO_PKG_VERSION").into(),
+            architecture: trainer.net.config().clone(),
+            downsample_factor: self.settings.factor,
+            bands: serde_json::from_value(r0["bands"].clone()).unwrap_or_default(),
+            colour: first.colour.clone(),
+            data_type: r0["data_type"].as_str().unwrap_or("").to_owned(),
+            normalisation: norm,
+            degradation: geosr::degrade::Degradation::from_settings(&self.settings),
+            losses,
+            provenance: data,
+            metrics,
+            step: trainer.step(),
+            epoch: self.epoch,
+            device: format!("{:?}", trainer.device),
+            weights_sha256: String::new(),
+            written_unix_s: 0,
+        })
+    }
+}
+
+fn read_json(path: &Path) -> eyre::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).wrap_err_with(|| format!("parsing {}", path.display()))
+}

@@ -1,0 +1,441 @@
+//! Settings shared by every stage, with one set of names across all graphs.
+//!
+//! Values come, lowest precedence first, from: the defaults in [`Settings::default`]; a YAML
+//! settings file named by `GEOSR_SETTINGS`; environment variables `GEOSR_<KEY>` (for example
+//! `GEOSR_INPUT`, `GEOSR_FACTOR`, `GEOSR_STEPS`). The environment reaches a node from the
+//! dataflow-level `env:` block of a graph, from `dora start --env K=V` (which merges into that
+//! block), or from a node-level `env:` entry, which wins.
+//!
+//! `dora start --env` refuses values that look numeric, so numbers are best given in the
+//! settings file:
+//!
+//! ```yaml
+//! # my-run.yml, used as: dora start graphs/train.yml --attach --env GEOSR_SETTINGS=/abs/my-run.yml
+//! input: /data/scene.tif
+//! factor: 4
+//! steps: 2000
+//! ```
+//!
+//! Relative paths in the settings file resolve against the file's folder; relative paths in
+//! the environment resolve against the node's working directory, which dora sets to the graph
+//! file's folder. Defaults point into the project checkout (found from the node binary's
+//! location, or `GEOSR_ROOT`).
+use crate::error::{Error, Result};
+use serde::{Deserialize, Deserializer, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A list of small integers given either as a YAML sequence or as `"3,2,1"`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct IntList(pub Vec<u32>);
+
+impl<'de> Deserialize<'de> for IntList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Seq(Vec<u32>),
+            One(u32),
+            Text(String),
+        }
+        match Repr::deserialize(d)? {
+            Repr::Seq(v) => Ok(IntList(v)),
+            Repr::One(v) => Ok(IntList(vec![v])),
+            Repr::Text(s) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|p| p.parse::<u32>().map_err(serde::de::Error::custom))
+                .collect::<std::result::Result<_, _>>()
+                .map(IntList),
+        }
+    }
+}
+
+/// Every setting of every stage. Each stage reads the ones it needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    // --- data (tile-ingest) ---
+    /// A raster, or a folder of rasters, holding the high-resolution imagery.
+    pub input: PathBuf,
+    /// Paired low-resolution rasters (a raster or a folder whose file names match `input`'s).
+    /// When set, ingest emits LR tiles itself and no degradation is applied.
+    pub input_lr: Option<PathBuf>,
+    /// 1-based band numbers to use; empty means all bands.
+    pub bands: IntList,
+    /// High-resolution chip edge in pixels.
+    pub chip_size: u32,
+    /// Step between chips in pixels; defaults to `chip_size` (no overlap, so no leak between
+    /// training and validation chips).
+    pub stride: Option<u32>,
+    /// Chips with more than this share of nodata pixels are skipped.
+    pub max_nodata_pct: f64,
+    /// Nodata value to use when the raster declares none. Without either, integer rasters treat
+    /// pixels that are 0 in every band as nodata (Landsat's black wedges) and float rasters
+    /// treat NaN as nodata.
+    pub nodata: Option<f64>,
+    /// Share of chips held out for validation.
+    pub val_split_pct: f64,
+    /// Seed of the chip shuffle, the split and the network initialisation.
+    pub seed: u64,
+    /// Tiles per batch.
+    pub batch_size: u32,
+    /// Training length in optimiser steps; wins over `epochs`.
+    pub steps: Option<u32>,
+    /// Training length in passes over the training chips, used when `steps` is unset.
+    pub epochs: Option<u32>,
+    /// 1-based band numbers to treat as red, green, blue for the perceptual loss; empty means
+    /// the bands' GDAL colour interpretation, else the first three bands.
+    pub rgb_bands: IntList,
+
+    // --- degradation (degrade) ---
+    /// Resolution ratio between HR and LR: 2, 3, 4 or 8.
+    pub factor: u32,
+    /// `true`: the bilinear (triangle) kernel is widened by `factor`, as GDAL's and Pillow's
+    /// bilinear downsampling do. `false`: OpenCV `INTER_LINEAR`, two taps per axis.
+    pub antialias: bool,
+    /// Gaussian blur sigma in HR pixels applied before downsampling (0 = off).
+    pub blur_sigma: f64,
+    /// Standard deviation of Gaussian noise added to LR pixels, in normalised units (0 = off).
+    pub noise_std: f64,
+    /// JPEG quality (1–100) applied to LR tiles through GDAL's JPEG driver (unset = off).
+    pub jpeg_quality: Option<u8>,
+
+    // --- model and optimisation (unet-train) ---
+    /// Number of down-sampling levels of the U-Net.
+    pub unet_depth: u32,
+    /// Channels of the first U-Net level (doubled at every level).
+    pub unet_width: u32,
+    /// Final upsampling: `pixelshuffle` or `deconv` (transposed convolution).
+    pub upsample: String,
+    /// Interpolated input added to the output so the net learns the residual: `bicubic`,
+    /// `bilinear` or `none`.
+    pub skip: String,
+    /// Peak learning rate of Adam.
+    pub lr: f64,
+    /// `cosine` (decay to 5% of `lr`) or `constant`.
+    pub lr_schedule: String,
+    /// Linear warm-up steps.
+    pub warmup_steps: u32,
+    /// Validate every this many steps (default: once per epoch) and always at the end.
+    pub val_every: Option<u32>,
+    /// Write a checkpoint every this many steps (0 = only at the end).
+    pub checkpoint_every: u32,
+    /// A run directory or checkpoint directory to resume from.
+    pub resume: Option<PathBuf>,
+    /// Batches requested ahead of the one being trained on.
+    pub prefetch: u32,
+    /// Weights of the loss stages wired into the trainer, `name=weight,...`, where name is the
+    /// trainer input id without its `loss_` prefix; stages not named get weight 1.
+    pub loss_weights: String,
+
+    // --- losses (vgg-loss, pixel-loss) ---
+    /// VGG-16 conv weights converted by `geosr import-vgg`.
+    pub vgg_weights: PathBuf,
+    /// Feature layers and their weights, `relu2_2` or `relu1_2:0.5,relu2_2:1`.
+    pub vgg_layers: String,
+    /// Weight of the feature (perceptual) term.
+    pub feature_weight: f64,
+    /// Per-pixel term: `l1`, `mse` or `none`.
+    pub pixel_loss: String,
+    /// Weight of the per-pixel term.
+    pub pixel_weight: f64,
+
+    // --- runs and devices ---
+    /// Where a training run writes its model, card, metrics and logs.
+    pub run_dir: PathBuf,
+    /// A run directory to load a model from (inference, evaluation).
+    pub model: Option<PathBuf>,
+    /// What an inference or evaluation graph writes.
+    pub output: Option<PathBuf>,
+    /// `auto` (CUDA when available), `cpu` or `cuda`.
+    pub device: String,
+    /// libtorch intra-op threads (default: all cores).
+    pub threads: Option<i32>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let root = project_root();
+        Settings {
+            input: root.join("data/demo/landsat8-224078-crop.tif"),
+            input_lr: None,
+            bands: IntList::default(),
+            chip_size: 64,
+            stride: None,
+            max_nodata_pct: 10.0,
+            nodata: None,
+            val_split_pct: 10.0,
+            seed: 42,
+            batch_size: 8,
+            steps: None,
+            epochs: None,
+            rgb_bands: IntList::default(),
+            factor: 4,
+            antialias: true,
+            blur_sigma: 0.0,
+            noise_std: 0.0,
+            jpeg_quality: None,
+            unet_depth: 2,
+            unet_width: 32,
+            upsample: "pixelshuffle".into(),
+            skip: "bicubic".into(),
+            lr: 1e-3,
+            lr_schedule: "cosine".into(),
+            warmup_steps: 20,
+            val_every: None,
+            checkpoint_every: 0,
+            resume: None,
+            prefetch: 2,
+            loss_weights: String::new(),
+            vgg_weights: root.join("weights/vgg16.safetensors"),
+            vgg_layers: "relu2_2".into(),
+            feature_weight: 1.0,
+            pixel_loss: "l1".into(),
+            pixel_weight: 1.0,
+            run_dir: root.join("runs/train"),
+            model: None,
+            output: None,
+            device: "auto".into(),
+            threads: None,
+        }
+    }
+}
+
+/// Default number of optimiser steps when neither `steps` nor `epochs` is set.
+pub const DEFAULT_STEPS: u32 = 600;
+
+/// The fields whose values are paths, resolved against the folder they were given relative to.
+const PATH_KEYS: &[&str] = &["input", "input_lr", "resume", "vgg_weights", "run_dir", "model", "output"];
+
+impl Settings {
+    /// Reads the settings of this process: defaults, then `GEOSR_SETTINGS`, then `GEOSR_*`.
+    pub fn from_env() -> Result<Self> {
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        let cwd = std::env::current_dir().map_err(|e| Error::io(".", e))?;
+        Self::from_sources(&vars, &cwd)
+    }
+
+    /// Same as [`Settings::from_env`] with the environment and working directory given.
+    pub fn from_sources(vars: &[(String, String)], cwd: &Path) -> Result<Self> {
+        let mut value = serde_yaml::to_value(Settings::default()).expect("defaults serialise");
+        let map = value.as_mapping_mut().expect("settings serialise to a mapping");
+        if let Some((_, file)) = vars.iter().find(|(k, _)| k == "GEOSR_SETTINGS") {
+            let path = absolute(cwd, Path::new(file));
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let file_value: serde_yaml::Value = serde_yaml::from_str(&text)
+                .map_err(|e| Error::setting("GEOSR_SETTINGS", format!("{}: {e}", path.display())))?;
+            let base = path.parent().unwrap_or(cwd).to_path_buf();
+            if let Some(m) = file_value.as_mapping() {
+                for (k, v) in m {
+                    map.insert(k.clone(), resolve_path_value(k, v.clone(), &base));
+                }
+            } else if !file_value.is_null() {
+                return Err(Error::setting(
+                    "GEOSR_SETTINGS",
+                    format!("{} must hold a YAML mapping of settings", path.display()),
+                ));
+            }
+        }
+        let known: Vec<String> = map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+        for (k, raw) in vars {
+            let Some(name) = k.strip_prefix("GEOSR_") else { continue };
+            let key = name.to_ascii_lowercase();
+            if !known.contains(&key) {
+                continue; // GEOSR_SETTINGS, GEOSR_ROOT and names for other tools
+            }
+            let v: serde_yaml::Value = if PATH_KEYS.contains(&key.as_str()) {
+                serde_yaml::Value::String(raw.clone())
+            } else {
+                serde_yaml::from_str(raw).unwrap_or_else(|_| serde_yaml::Value::String(raw.clone()))
+            };
+            let key_v = serde_yaml::Value::String(key);
+            let v = resolve_path_value(&key_v, v, cwd);
+            map.insert(key_v, v);
+        }
+        let settings: Settings = serde_yaml::from_value(value)
+            .map_err(|e| Error::setting("settings", e.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that no single stage could sensibly start with.
+    pub fn validate(&self) -> Result<()> {
+        if ![2, 3, 4, 8].contains(&self.factor) {
+            return Err(Error::setting("factor", format!("{} is not one of 2, 3, 4, 8", self.factor)));
+        }
+        if self.chip_size % self.factor != 0 {
+            return Err(Error::setting(
+                "chip_size",
+                format!("{} is not a multiple of factor {}", self.chip_size, self.factor),
+            ));
+        }
+        let lr = self.chip_size / self.factor;
+        let level = 1u32 << self.unet_depth;
+        if lr % level != 0 {
+            return Err(Error::setting(
+                "chip_size",
+                format!(
+                    "LR chips of {lr} px (chip_size {} / factor {}) must be a multiple of 2^unet_depth = {level}",
+                    self.chip_size, self.factor
+                ),
+            ));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::setting("batch_size", "must be at least 1"));
+        }
+        if !(0.0..100.0).contains(&self.val_split_pct) {
+            return Err(Error::setting("val_split_pct", "must be in [0, 100)"));
+        }
+        if !(0.0..=100.0).contains(&self.max_nodata_pct) {
+            return Err(Error::setting("max_nodata_pct", "must be in [0, 100]"));
+        }
+        for (key, value, allowed) in [
+            ("upsample", &self.upsample, &["pixelshuffle", "deconv"][..]),
+            ("skip", &self.skip, &["bicubic", "bilinear", "none"][..]),
+            ("lr_schedule", &self.lr_schedule, &["cosine", "constant"][..]),
+            ("pixel_loss", &self.pixel_loss, &["l1", "mse", "none"][..]),
+            ("device", &self.device, &["auto", "cpu", "cuda"][..]),
+        ] {
+            if !allowed.contains(&value.as_str()) {
+                return Err(Error::setting(key, format!("`{value}` is not one of {}", allowed.join(", "))));
+            }
+        }
+        if let Some(q) = self.jpeg_quality {
+            if !(1..=100).contains(&q) {
+                return Err(Error::setting("jpeg_quality", "must be in 1..=100"));
+            }
+        }
+        if self.rgb_bands.0.len() != 0 && self.rgb_bands.0.len() != 3 {
+            return Err(Error::setting("rgb_bands", "give exactly three band numbers"));
+        }
+        self.loss_weight_map()?;
+        Ok(())
+    }
+
+    /// HR chip step.
+    pub fn stride(&self) -> u32 {
+        self.stride.unwrap_or(self.chip_size)
+    }
+
+    /// LR chip edge.
+    pub fn lr_size(&self) -> u32 {
+        self.chip_size / self.factor
+    }
+
+    /// The parsed `loss_weights` setting.
+    pub fn loss_weight_map(&self) -> Result<Vec<(String, f64)>> {
+        self.loss_weights
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                let (name, w) = item
+                    .split_once('=')
+                    .ok_or_else(|| Error::setting("loss_weights", format!("`{item}` is not name=weight")))?;
+                let w: f64 = w
+                    .trim()
+                    .parse()
+                    .map_err(|_| Error::setting("loss_weights", format!("`{w}` is not a number")))?;
+                Ok((name.trim().to_owned(), w))
+            })
+            .collect()
+    }
+
+    /// The torch device these settings ask for.
+    pub fn torch_device(&self) -> Result<tch::Device> {
+        match self.device.as_str() {
+            "cpu" => Ok(tch::Device::Cpu),
+            "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            "cuda" => Err(Error::setting("device", "cuda was asked for but libtorch sees no CUDA device")),
+            _ => Ok(tch::Device::cuda_if_available()),
+        }
+    }
+
+    /// Applies the `threads` setting to libtorch.
+    pub fn apply_threads(&self) {
+        if let Some(n) = self.threads {
+            tch::set_num_threads(n.max(1));
+        }
+    }
+}
+
+fn resolve_path_value(key: &serde_yaml::Value, v: serde_yaml::Value, base: &Path) -> serde_yaml::Value {
+    match (key.as_str(), v) {
+        (Some(k), serde_yaml::Value::String(s)) if PATH_KEYS.contains(&k) && !s.is_empty() => {
+            serde_yaml::Value::String(absolute(base, Path::new(&s)).to_string_lossy().into_owned())
+        }
+        (_, v) => v,
+    }
+}
+
+fn absolute(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// The project checkout: `GEOSR_ROOT`, else the first ancestor of the running binary that holds
+/// both `Cargo.toml` and `graphs/`, else the working directory.
+pub fn project_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("GEOSR_ROOT") {
+        return PathBuf::from(root);
+    }
+    let from_exe = std::env::current_exe().ok().and_then(|exe| {
+        exe.ancestors()
+            .find(|dir| dir.join("Cargo.toml").is_file() && dir.join("graphs").is_dir())
+            .map(Path::to_path_buf)
+    });
+    from_exe.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn env_overrides_defaults_and_parses_numbers() {
+        let s = Settings::from_sources(
+            &vars(&[("GEOSR_FACTOR", "2"), ("GEOSR_INPUT", "x.tif"), ("GEOSR_BANDS", "3,2,1")]),
+            Path::new("/graphs"),
+        )
+        .unwrap();
+        assert_eq!(s.factor, 2);
+        assert_eq!(s.input, PathBuf::from("/graphs/x.tif"));
+        assert_eq!(s.bands.0, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn settings_file_then_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.yml");
+        std::fs::write(&f, "steps: 7\ninput: scene.tif\nfactor: 8\nchip_size: 128\n").unwrap();
+        let s = Settings::from_sources(
+            &vars(&[("GEOSR_SETTINGS", f.to_str().unwrap()), ("GEOSR_FACTOR", "4")]),
+            Path::new("/elsewhere"),
+        )
+        .unwrap();
+        assert_eq!(s.steps, Some(7));
+        assert_eq!(s.factor, 4, "environment wins over the file");
+        assert_eq!(s.input, dir.path().join("scene.tif"), "file paths resolve against the file");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = Settings::from_sources(&vars(&[("GEOSR_FACTOR", "5")]), Path::new("/")).unwrap_err();
+        assert!(err.to_string().contains("factor"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("s.yml");
+        std::fs::write(&f, "stpes: 7\n").unwrap();
+        let err = Settings::from_sources(&vars(&[("GEOSR_SETTINGS", f.to_str().unwrap())]), Path::new("/"))
+            .unwrap_err();
+        assert!(err.to_string().contains("stpes"), "{err}");
+    }
+}

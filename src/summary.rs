@@ -1,0 +1,132 @@
+//! The end-of-run summary: where the run went, loss, validation PSNR/SSIM against bicubic, and
+//! a check of every edge of the graph that tiles crossed.
+use crate::checkpoint::load_checkpoint;
+use crate::error::{Error, Result};
+use crate::flow::TileCounts;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+/// One edge of a dataflow graph: `from_node/from_output → to_node.input`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Edge {
+    pub from_node: String,
+    pub output: String,
+    pub to_node: String,
+    pub input: String,
+}
+
+/// The edges of a dora graph file (nodes, and operators inside runtime nodes).
+pub fn graph_edges(graph: &Path) -> Result<Vec<Edge>> {
+    let text = std::fs::read_to_string(graph).map_err(|e| Error::io(graph, e))?;
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&text).map_err(|e| Error::setting("graph", format!("{}: {e}", graph.display())))?;
+    let mut edges = Vec::new();
+    for node in doc["nodes"].as_sequence().into_iter().flatten() {
+        let id = node["id"].as_str().unwrap_or_default().to_owned();
+        let inputs = if node["inputs"].is_mapping() { &node["inputs"] } else { &node["operator"]["inputs"] };
+        for (k, v) in inputs.as_mapping().into_iter().flatten() {
+            let src = v.as_str().or_else(|| v["source"].as_str()).unwrap_or_default();
+            if let (Some(input), Some((from, out))) = (k.as_str(), src.split_once('/')) {
+                if from == "dora" {
+                    continue; // timers
+                }
+                edges.push(Edge { from_node: from.into(), output: out.into(), to_node: id.clone(), input: input.into() });
+            }
+        }
+    }
+    Ok(edges)
+}
+
+/// Reads `counts/*.json` of a run.
+pub fn read_counts(run_dir: &Path) -> Result<BTreeMap<String, TileCounts>> {
+    let dir = run_dir.join("counts");
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+        let p = e.map_err(|e| Error::io(&dir, e))?.path();
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
+        let c: TileCounts = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e.to_string()))?;
+        out.insert(c.stage.clone(), c);
+    }
+    Ok(out)
+}
+
+/// Edges whose sent and received counts differ, as sentences; empty when all match.
+pub fn edge_mismatches(edges: &[Edge], counts: &BTreeMap<String, TileCounts>) -> Vec<String> {
+    let mut bad = Vec::new();
+    for e in edges {
+        let sent = counts.get(&e.from_node).and_then(|c| c.outputs.get(&e.output)).copied().unwrap_or_default();
+        let got = counts.get(&e.to_node).and_then(|c| c.inputs.get(&e.input)).copied().unwrap_or_default();
+        if sent != got {
+            bad.push(format!(
+                "{}/{} sent {} batches ({} tiles), {}.{} received {} ({} tiles)",
+                e.from_node, e.output, sent[0], sent[1], e.to_node, e.input, got[0], got[1]
+            ));
+        }
+    }
+    bad
+}
+
+/// The summary text of a finished run; `graph` enables the edge check.
+pub fn summarise(run_dir: &Path, graph: Option<&Path>) -> Result<(String, bool)> {
+    let ck = load_checkpoint(run_dir)?;
+    let card = &ck.card;
+    let mut s = String::new();
+    let mut ok = true;
+    let _ = writeln!(s, "geosr run: {}", run_dir.display());
+    let _ = writeln!(
+        s,
+        "  model     model.safetensors + model.json (U-Net depth {} width {}, x{}), step {}, epoch {}, on {}",
+        card.architecture.depth, card.architecture.width, card.downsample_factor, card.step, card.epoch, card.device
+    );
+    let p = &card.provenance;
+    let _ = writeln!(
+        s,
+        "  data      {} raster(s); {} training and {} validation chips of {} px ({} skipped for nodata)",
+        p["rasters"].as_array().map(|a| a.len()).unwrap_or(0),
+        p["train_chips"],
+        p["val_chips"],
+        p["chip_size"],
+        p["chips_skipped_nodata"]
+    );
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap_or_default();
+    let last_loss = metrics
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(2).filter(|v| !v.is_empty()).map(str::to_owned))
+        .last();
+    let stages: Vec<String> = card.losses.iter().filter_map(|l| l["stage"].as_str().map(str::to_owned)).collect();
+    let _ = writeln!(s, "  loss      last train loss {} ({})", last_loss.unwrap_or_else(|| "-".into()), stages.join(" + "));
+    let m = &card.metrics;
+    if let (Some(sr), Some(bi)) = (m["val_psnr"].as_f64(), m["bicubic_psnr"].as_f64()) {
+        let _ = writeln!(
+            s,
+            "  val PSNR  SR {sr:.2} dB vs bicubic {bi:.2} dB ({:+.2} dB) on {} held-out tiles",
+            sr - bi,
+            m["val_tiles"]
+        );
+        let _ = writeln!(
+            s,
+            "  val SSIM  SR {:.4} vs bicubic {:.4}",
+            m["val_ssim"].as_f64().unwrap_or(f64::NAN),
+            m["bicubic_ssim"].as_f64().unwrap_or(f64::NAN)
+        );
+    } else {
+        let _ = writeln!(s, "  val       no validation (val_split_pct = 0)");
+    }
+    if let Some(graph) = graph {
+        let edges = graph_edges(graph)?;
+        let counts = read_counts(run_dir)?;
+        let bad = edge_mismatches(&edges, &counts);
+        let tiles: u64 = counts.values().flat_map(|c| c.outputs.values()).map(|v| v[1]).sum();
+        if bad.is_empty() {
+            let _ = writeln!(s, "  tiles     all {} edges match: {tiles} tiles sent and received, none lost", edges.len());
+        } else {
+            ok = false;
+            for b in bad {
+                let _ = writeln!(s, "  tiles     MISMATCH: {b}");
+            }
+        }
+    }
+    Ok((s, ok))
+}

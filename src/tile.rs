@@ -1,0 +1,460 @@
+//! The Arrow tile contract: how a batch of tiles travels between stages.
+//!
+//! A batch is one Arrow `StructArray` (equivalently a `RecordBatch`) with **one row per tile**.
+//! Everything a stage needs travels in the data itself, never only in dora metadata, so Rust
+//! operators (which cannot attach metadata) and Python nodes (`pyarrow`) read it the same way.
+//!
+//! | column | Arrow type | meaning |
+//! |---|---|---|
+//! | `batch_id` | UInt64 | id of the batch, unique within a run; matches predictions, HR tiles and gradients |
+//! | `epoch` | UInt32 | pass over the training chips this batch belongs to |
+//! | `split` | Utf8 | `train`, `val` or `infer` |
+//! | `index_in_split` | UInt32 | position of the batch within its split and epoch |
+//! | `batches_in_split` | UInt32 | number of batches in that split and epoch |
+//! | `source` | Utf8 | path of the raster the tile comes from |
+//! | `window` | FixedSizeList<UInt32, 4> | `x_off, y_off, width, height` of the tile in the source raster's pixels |
+//! | `geotransform` | FixedSizeList<Float64, 6> | GDAL geotransform of the tile's own pixel grid |
+//! | `crs` | Utf8 | CRS of the source raster as WKT (empty when unknown) |
+//! | `nodata` | Float64, nullable | nodata value of the source raster, in native units |
+//! | `bands` | UInt32 | channels per tile (C) |
+//! | `height`, `width` | UInt32 | pixel rows and columns per tile (H, W) |
+//! | `factor` | UInt32 | source pixels per tile pixel along each axis: 1 for HR, `downsample_factor` for LR |
+//! | `colour` | Utf8 | comma-separated GDAL colour interpretation of the bands, e.g. `blue,green,red` |
+//! | `band_offset`, `band_scale` | FixedSizeList<Float32, C> | normalisation: native = pixel × scale + offset |
+//! | `pixels` | FixedSizeList<Float32, C·H·W> | the tile, channel-major (CHW), normalised |
+//! | `loss` | Float64, nullable | loss stages: this tile's share of the batch loss (sum = batch loss); `pixels` then hold ∂loss/∂prediction |
+//!
+//! A batch's rows share `batch_id`, `epoch`, `split`, the shape columns and the normalisation.
+//!
+//! ```
+//! use geosr::tile::{TileBatch, Split};
+//! let batch = TileBatch::example(2, 3, 4, 4);
+//! let round = TileBatch::from_arrow(&batch.to_arrow().unwrap()).unwrap();
+//! assert_eq!(round, batch);
+//! assert_eq!(round.split, Split::Train);
+//! ```
+use crate::error::{Error, Result};
+use arrow::array::{
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, StringArray, StructArray,
+    UInt32Array, UInt64Array,
+};
+use arrow::buffer::{NullBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Fields, Float32Type, Float64Type, UInt32Type, UInt64Type};
+use std::sync::Arc;
+
+/// Which part of the data a batch belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Val,
+    Infer,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Infer => "infer",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "train" => Ok(Split::Train),
+            "val" => Ok(Split::Val),
+            "infer" => Ok(Split::Infer),
+            other => Err(Error::Contract(format!("unknown split `{other}`"))),
+        }
+    }
+}
+
+/// Where one tile sits in its source raster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileGeometry {
+    pub source: String,
+    /// `x_off, y_off, width, height` in source pixels.
+    pub window: [u32; 4],
+    /// GDAL geotransform of the tile's own pixel grid.
+    pub geotransform: [f64; 6],
+    pub crs: String,
+    pub nodata: Option<f64>,
+}
+
+/// A decoded batch of tiles. See the module documentation for the Arrow layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileBatch {
+    pub batch_id: u64,
+    pub epoch: u32,
+    pub split: Split,
+    pub index_in_split: u32,
+    pub batches_in_split: u32,
+    pub bands: usize,
+    pub height: usize,
+    pub width: usize,
+    pub factor: u32,
+    pub colour: String,
+    pub band_offset: Vec<f32>,
+    pub band_scale: Vec<f32>,
+    pub tiles: Vec<TileGeometry>,
+    /// N·C·H·W values, tile-major then channel-major.
+    pub pixels: Vec<f32>,
+    /// Per-tile loss (loss stages only).
+    pub loss: Option<Vec<f64>>,
+}
+
+fn schema_fields(c: usize, chw: usize) -> Fields {
+    let f32_item = Arc::new(Field::new("item", DataType::Float32, false));
+    Fields::from(vec![
+        Field::new("batch_id", DataType::UInt64, false),
+        Field::new("epoch", DataType::UInt32, false),
+        Field::new("split", DataType::Utf8, false),
+        Field::new("index_in_split", DataType::UInt32, false),
+        Field::new("batches_in_split", DataType::UInt32, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new(
+            "window",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::UInt32, false)), 4),
+            false,
+        ),
+        Field::new(
+            "geotransform",
+            DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float64, false)), 6),
+            false,
+        ),
+        Field::new("crs", DataType::Utf8, false),
+        Field::new("nodata", DataType::Float64, true),
+        Field::new("bands", DataType::UInt32, false),
+        Field::new("height", DataType::UInt32, false),
+        Field::new("width", DataType::UInt32, false),
+        Field::new("factor", DataType::UInt32, false),
+        Field::new("colour", DataType::Utf8, false),
+        Field::new("band_offset", DataType::FixedSizeList(f32_item.clone(), c as i32), false),
+        Field::new("band_scale", DataType::FixedSizeList(f32_item.clone(), c as i32), false),
+        Field::new("pixels", DataType::FixedSizeList(f32_item, chw as i32), false),
+        Field::new("loss", DataType::Float64, true),
+    ])
+}
+
+impl TileBatch {
+    /// Number of tiles.
+    pub fn len(&self) -> usize {
+        self.tiles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tiles.is_empty()
+    }
+
+    /// Values per tile (C·H·W).
+    pub fn tile_len(&self) -> usize {
+        self.bands * self.height * self.width
+    }
+
+    /// The NCHW shape as libtorch wants it.
+    pub fn shape(&self) -> [i64; 4] {
+        [self.len() as i64, self.bands as i64, self.height as i64, self.width as i64]
+    }
+
+    /// Checks the invariants the Arrow layout relies on.
+    pub fn check(&self) -> Result<()> {
+        let n = self.len();
+        if self.pixels.len() != n * self.tile_len() {
+            return Err(Error::Contract(format!(
+                "batch {}: {} pixel values for {n} tiles of {}x{}x{}",
+                self.batch_id,
+                self.pixels.len(),
+                self.bands,
+                self.height,
+                self.width
+            )));
+        }
+        if self.band_offset.len() != self.bands || self.band_scale.len() != self.bands {
+            return Err(Error::Contract(format!(
+                "batch {}: normalisation for {} / {} bands, tiles have {}",
+                self.batch_id,
+                self.band_offset.len(),
+                self.band_scale.len(),
+                self.bands
+            )));
+        }
+        if let Some(l) = &self.loss {
+            if l.len() != n {
+                return Err(Error::Contract(format!("batch {}: {} loss values for {n} tiles", self.batch_id, l.len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// Encodes a copy of the batch as one Arrow `StructArray` (one row per tile).
+    pub fn to_arrow(&self) -> Result<ArrayRef> {
+        self.clone().into_arrow()
+    }
+
+    /// Encodes the batch as one Arrow `StructArray` (one row per tile), moving the pixel buffer
+    /// into Arrow without a copy.
+    pub fn into_arrow(self) -> Result<ArrayRef> {
+        self.check()?;
+        let n = self.len();
+        let c = self.bands;
+        let rep_u32 = |v: u32| Arc::new(UInt32Array::from(vec![v; n])) as ArrayRef;
+        let rep_str = |v: &str| Arc::new(StringArray::from(vec![v; n])) as ArrayRef;
+        let f32_list = |values: Vec<f32>, size: usize| -> Result<ArrayRef> {
+            let item = Arc::new(Field::new("item", DataType::Float32, false));
+            let values = Arc::new(Float32Array::new(ScalarBuffer::from(values), None));
+            Ok(Arc::new(FixedSizeListArray::try_new(item, size as i32, values, None)?))
+        };
+        let windows: Vec<u32> = self.tiles.iter().flat_map(|t| t.window).collect();
+        let gts: Vec<f64> = self.tiles.iter().flat_map(|t| t.geotransform).collect();
+        let offsets: Vec<f32> = (0..n).flat_map(|_| self.band_offset.iter().copied()).collect();
+        let scales: Vec<f32> = (0..n).flat_map(|_| self.band_scale.iter().copied()).collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![self.batch_id; n])),
+            rep_u32(self.epoch),
+            rep_str(self.split.as_str()),
+            rep_u32(self.index_in_split),
+            rep_u32(self.batches_in_split),
+            Arc::new(StringArray::from_iter_values(self.tiles.iter().map(|t| t.source.as_str()))),
+            Arc::new(FixedSizeListArray::try_new(
+                Arc::new(Field::new("item", DataType::UInt32, false)),
+                4,
+                Arc::new(UInt32Array::from(windows)),
+                None,
+            )?),
+            Arc::new(FixedSizeListArray::try_new(
+                Arc::new(Field::new("item", DataType::Float64, false)),
+                6,
+                Arc::new(Float64Array::from(gts)),
+                None,
+            )?),
+            Arc::new(StringArray::from_iter_values(self.tiles.iter().map(|t| t.crs.as_str()))),
+            Arc::new(Float64Array::from(self.tiles.iter().map(|t| t.nodata).collect::<Vec<_>>())),
+            rep_u32(c as u32),
+            rep_u32(self.height as u32),
+            rep_u32(self.width as u32),
+            rep_u32(self.factor),
+            rep_str(&self.colour),
+            f32_list(offsets, c)?,
+            f32_list(scales, c)?,
+            // The one large column: handed to Arrow without copying.
+            f32_list(self.pixels, self.bands * self.height * self.width)?,
+            match self.loss {
+                Some(l) => Arc::new(Float64Array::from(l)),
+                None => Arc::new(Float64Array::new(ScalarBuffer::from(vec![0.0; n]), Some(NullBuffer::new_null(n)))),
+            },
+        ];
+        Ok(Arc::new(StructArray::try_new(schema_fields(c, c * self.height * self.width), columns, None)?))
+    }
+
+    /// Decodes a batch, checking every column of the contract.
+    pub fn from_arrow(array: &dyn Array) -> Result<Self> {
+        let s = array
+            .as_struct_opt()
+            .ok_or_else(|| Error::Contract(format!("expected a Struct array of tiles, got {}", array.data_type())))?;
+        let n = s.len();
+        if n == 0 {
+            return Err(Error::Contract("a tile batch has no rows".into()));
+        }
+        let col = |name: &str| {
+            s.column_by_name(name).ok_or_else(|| Error::Contract(format!("column `{name}` is missing")))
+        };
+        fn prim<'a, T: arrow::datatypes::ArrowPrimitiveType>(
+            a: &'a ArrayRef,
+            name: &str,
+        ) -> Result<&'a arrow::array::PrimitiveArray<T>> {
+            a.as_primitive_opt::<T>()
+                .ok_or_else(|| Error::Contract(format!("column `{name}` has type {}", a.data_type())))
+        }
+        let strings = |name: &str| -> Result<&StringArray> {
+            let a = col(name)?;
+            a.as_string_opt::<i32>()
+                .ok_or_else(|| Error::Contract(format!("column `{name}` has type {}", a.data_type())))
+        };
+        let list = |name: &str, size: usize| -> Result<ArrayRef> {
+            let a = col(name)?;
+            let l = a
+                .as_fixed_size_list_opt()
+                .ok_or_else(|| Error::Contract(format!("column `{name}` has type {}", a.data_type())))?;
+            if l.value_length() as usize != size {
+                return Err(Error::Contract(format!(
+                    "column `{name}` holds {} values per tile, expected {size}",
+                    l.value_length()
+                )));
+            }
+            // Slice so an offset struct (a sliced batch) reads the right rows.
+            Ok(l.values().slice(l.offset() * size, n * size))
+        };
+        let first_u32 = |name: &str| -> Result<u32> { Ok(prim::<UInt32Type>(col(name)?, name)?.value(0)) };
+
+        let bands = first_u32("bands")? as usize;
+        let height = first_u32("height")? as usize;
+        let width = first_u32("width")? as usize;
+        let tile_len = bands * height * width;
+
+        let windows = list("window", 4)?;
+        let windows = prim::<UInt32Type>(&windows, "window")?;
+        let gts = list("geotransform", 6)?;
+        let gts = prim::<Float64Type>(&gts, "geotransform")?;
+        let sources = strings("source")?;
+        let crs = strings("crs")?;
+        let nodata = prim::<Float64Type>(col("nodata")?, "nodata")?;
+        let tiles = (0..n)
+            .map(|i| TileGeometry {
+                source: sources.value(i).to_owned(),
+                window: std::array::from_fn(|k| windows.value(i * 4 + k)),
+                geotransform: std::array::from_fn(|k| gts.value(i * 6 + k)),
+                crs: crs.value(i).to_owned(),
+                nodata: nodata.is_valid(i).then(|| nodata.value(i)),
+            })
+            .collect();
+        let offsets = list("band_offset", bands)?;
+        let scales = list("band_scale", bands)?;
+        let pixels = list("pixels", tile_len)?;
+        let loss = prim::<Float64Type>(col("loss")?, "loss")?;
+        let loss = (loss.null_count() == 0).then(|| loss.values().to_vec());
+        let batch = TileBatch {
+            batch_id: prim::<UInt64Type>(col("batch_id")?, "batch_id")?.value(0),
+            epoch: first_u32("epoch")?,
+            split: Split::parse(strings("split")?.value(0))?,
+            index_in_split: first_u32("index_in_split")?,
+            batches_in_split: first_u32("batches_in_split")?,
+            bands,
+            height,
+            width,
+            factor: first_u32("factor")?,
+            colour: strings("colour")?.value(0).to_owned(),
+            band_offset: prim::<Float32Type>(&offsets, "band_offset")?.values()[..bands].to_vec(),
+            band_scale: prim::<Float32Type>(&scales, "band_scale")?.values()[..bands].to_vec(),
+            tiles,
+            pixels: prim::<Float32Type>(&pixels, "pixels")?.values().to_vec(),
+            loss,
+        };
+        batch.check()?;
+        Ok(batch)
+    }
+
+    /// A small batch with made-up geometry, for documentation and tests.
+    pub fn example(n: usize, c: usize, h: usize, w: usize) -> Self {
+        TileBatch {
+            batch_id: 7,
+            epoch: 1,
+            split: Split::Train,
+            index_in_split: 3,
+            batches_in_split: 10,
+            bands: c,
+            height: h,
+            width: w,
+            factor: 1,
+            colour: "red,green,blue".into(),
+            band_offset: vec![100.0; c],
+            band_scale: vec![2.5; c],
+            tiles: (0..n)
+                .map(|i| TileGeometry {
+                    source: format!("scene-{i}.tif"),
+                    window: [i as u32 * w as u32, 0, w as u32, h as u32],
+                    geotransform: [500_000.0 + 30.0 * (i * w) as f64, 30.0, 0.0, 7_000_000.0, 0.0, -30.0],
+                    crs: "EPSG:32621".into(),
+                    nodata: if i % 2 == 0 { Some(0.0) } else { None },
+                })
+                .collect(),
+            pixels: (0..n * c * h * w).map(|v| v as f32 * 0.25).collect(),
+            loss: None,
+        }
+    }
+
+    /// The batch's pixels as an NCHW tensor on `device`.
+    pub fn tensor(&self, device: tch::Device) -> tch::Tensor {
+        tch::Tensor::from_slice(&self.pixels).view(self.shape()).to_device(device)
+    }
+
+    /// Copies an NCHW tensor's values into a `Vec` in the contract's order.
+    pub fn tensor_values(t: &tch::Tensor) -> Vec<f32> {
+        let t = t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
+        let n = t.numel();
+        let mut out = vec![0f32; n];
+        t.copy_data(&mut out, n);
+        out
+    }
+
+    /// A batch with this batch's identity and tile geometry but new pixels of another shape —
+    /// for example an SR prediction or a gradient.
+    pub fn with_pixels(&self, t: &tch::Tensor) -> Result<Self> {
+        let size = t.size();
+        if size.len() != 4 || size[0] as usize != self.len() {
+            return Err(Error::Contract(format!("tensor of shape {size:?} for a batch of {} tiles", self.len())));
+        }
+        self.derived(size[1] as usize, size[2] as usize, size[3] as usize, Self::tensor_values(t))
+    }
+
+    /// A batch covering the same ground with `c × h × w` tiles: pixel sizes in the
+    /// geotransforms and the `factor` column follow the new grid.
+    pub fn derived(&self, c: usize, h: usize, w: usize, pixels: Vec<f32>) -> Result<Self> {
+        let tiles = self
+            .tiles
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                let sx = self.width as f64 / w as f64;
+                let sy = self.height as f64 / h as f64;
+                g.geotransform[1] *= sx;
+                g.geotransform[2] *= sy;
+                g.geotransform[4] *= sx;
+                g.geotransform[5] *= sy;
+                g
+            })
+            .collect();
+        let window_w = self.tiles.first().map(|g| g.window[2]).unwrap_or(w as u32);
+        let mut out = TileBatch {
+            bands: c,
+            height: h,
+            width: w,
+            factor: (window_w / w as u32).max(1),
+            tiles,
+            pixels,
+            loss: None,
+            ..self.clone_header()
+        };
+        if c != self.bands {
+            out.band_offset = vec![0.0; c];
+            out.band_scale = vec![1.0; c];
+        }
+        out.check()?;
+        Ok(out)
+    }
+
+    fn clone_header(&self) -> Self {
+        TileBatch { tiles: Vec::new(), pixels: Vec::new(), loss: None, ..self.clone() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_keeps_everything() {
+        let mut b = TileBatch::example(3, 2, 5, 4);
+        assert_eq!(TileBatch::from_arrow(&b.to_arrow().unwrap()).unwrap(), b);
+        b.loss = Some(vec![0.5, 1.5, 2.0]);
+        b.split = Split::Val;
+        assert_eq!(TileBatch::from_arrow(&b.to_arrow().unwrap()).unwrap(), b);
+    }
+
+    #[test]
+    fn sliced_rows_decode() {
+        let b = TileBatch::example(4, 1, 2, 2);
+        let arr = b.to_arrow().unwrap();
+        let tail = TileBatch::from_arrow(&arr.slice(2, 2)).unwrap();
+        assert_eq!(tail.tiles, b.tiles[2..].to_vec());
+        assert_eq!(tail.pixels, b.pixels[8..].to_vec());
+    }
+
+    #[test]
+    fn wrong_shapes_are_refused() {
+        let mut b = TileBatch::example(2, 1, 2, 2);
+        b.pixels.pop();
+        assert!(matches!(b.to_arrow(), Err(Error::Contract(_))));
+        let not_struct = Float32Array::from(vec![1.0f32]);
+        let err = TileBatch::from_arrow(&not_struct).unwrap_err();
+        assert!(err.to_string().contains("Struct"), "{err}");
+    }
+}
