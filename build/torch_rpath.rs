@@ -16,10 +16,10 @@ fn main() {
     match lib.canonicalize() {
         Ok(real) => {
             let dir = real.parent().expect("a file has a parent folder");
-            println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{}", dir.display());
-            println!("cargo:rustc-link-arg-tests=-Wl,-rpath,{}", dir.display());
-            println!("cargo:rustc-link-arg-examples=-Wl,-rpath,{}", dir.display());
-            println!("cargo:rustc-link-arg-benches=-Wl,-rpath,{}", dir.display());
+            // Plain `rustc-link-arg` covers every linked target of the package (binaries, the
+            // library's unit-test harness, integration tests, cdylibs) and, unlike the
+            // per-kind variants, is not refused when a package lacks one of those kinds.
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
         }
         Err(e) => println!("cargo:warning=cannot resolve {}: {e}", lib.display()),
     }

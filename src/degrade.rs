@@ -38,8 +38,9 @@ pub fn bilinear_taps(n_in: usize, n_out: usize, antialias: bool) -> Vec<Taps> {
         .map(|i| {
             let centre = (i as f64 + 0.5) * scale - 0.5;
             if antialias {
-                let lo = (centre - stretch).floor().max(0.0) as usize;
-                let hi = ((centre + stretch).ceil() as usize).min(n_in - 1);
+                // Inputs strictly inside the kernel's support (weights > 0), clipped to the tile.
+                let lo = ((centre - stretch).floor() + 1.0).max(0.0) as usize;
+                let hi = (((centre + stretch).ceil() - 1.0) as usize).min(n_in - 1);
                 let mut w: Vec<f64> =
                     (lo..=hi).map(|j| (1.0 - ((j as f64 - centre) / stretch).abs()).max(0.0)).collect();
                 let sum: f64 = w.iter().sum();
@@ -176,7 +177,7 @@ pub fn jpeg_round_trip(src: &[f32], c: usize, h: usize, w: usize, quality: u8) -
     for ch in 0..c {
         let plane = &src[ch * h * w..(ch + 1) * h * w];
         let bytes: Vec<u8> = plane.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
-        let mut ds = mem.create_with_band_type::<u8, _>("", w, h, 1).map_err(err)?;
+        let ds = mem.create_with_band_type::<u8, _>("", w, h, 1).map_err(err)?;
         ds.rasterband(1).map_err(err)?.write((0, 0), (w, h), &mut Buffer::new((w, h), bytes)).map_err(err)?;
         let name = format!(
             "/vsimem/geosr-jpeg-{}-{}.jpg",
@@ -223,7 +224,8 @@ mod tests {
             for k in 0..n {
                 assert!((mid.weights[k] - mid.weights[n - 1 - k]).abs() < 1e-6, "factor {f}");
             }
-            assert_eq!(n, 2 * f, "factor {f}: a widened triangle spans 2·factor inputs");
+            // Odd factors centre on an input pixel, whose ±factor neighbours get weight 0.
+            assert_eq!(n, 2 * f - f % 2, "factor {f}: a widened triangle spans 2·factor inputs");
         }
     }
 

@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn ssim_drops_with_noise_and_is_symmetric() {
         let (h, w) = (32, 32);
-        let a: Vec<f32> = (0..h * w).map(|i| ((i % w) as f32 / w as f32)).collect();
+        let a: Vec<f32> = (0..h * w).map(|i| (i % w) as f32 / w as f32).collect();
         let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + if i % 3 == 0 { 0.05 } else { -0.02 }).collect();
         let s = ssim(&a, &b, h, w, 1.0);
         assert!(s < 0.99 && s > 0.3, "{s}");

@@ -137,7 +137,7 @@ impl Vgg16 {
     /// order asked. Input: BGR, 0–255, mean subtracted (see [`caffe_input`]).
     pub fn features(&self, x: &Tensor, relu_indices: &[usize]) -> Vec<Tensor> {
         let deepest = relu_indices.iter().copied().max().unwrap_or(0);
-        let mut out: Vec<Option<Tensor>> = vec![None; relu_indices.len()];
+        let mut out: Vec<Option<Tensor>> = relu_indices.iter().map(|_| None).collect();
         let mut h = x.shallow_clone();
         let mut conv = 0;
         for idx in 0..=deepest {
