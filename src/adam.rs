@@ -34,12 +34,25 @@ pub fn lr_at(peak: f64, schedule: &str, warmup: u64, step: u64, total: u64) -> f
 impl Adam {
     /// Optimises every trainable variable of `vs`, in name order.
     pub fn new(vs: &VarStore) -> Self {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let m = vars.iter().map(|(_, t)| t.zeros_like()).collect();
         let v = vars.iter().map(|(_, t)| t.zeros_like()).collect();
         let (names, params) = vars.into_iter().unzip();
-        Adam { names, params, m, v, step: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Adam {
+            names,
+            params,
+            m,
+            v,
+            step: 0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
     }
 
     /// Clears the gradients of all parameters.
@@ -64,8 +77,12 @@ impl Adam {
                 if !g.defined() {
                     continue;
                 }
-                let _ = m.g_mul_scalar_(self.beta1).g_add_(&(&g * (1.0 - self.beta1)));
-                let _ = v.g_mul_scalar_(self.beta2).g_add_(&(g.square() * (1.0 - self.beta2)));
+                let _ = m
+                    .g_mul_scalar_(self.beta1)
+                    .g_add_(&(&g * (1.0 - self.beta1)));
+                let _ = v
+                    .g_mul_scalar_(self.beta2)
+                    .g_add_(&(g.square() * (1.0 - self.beta2)));
                 let update = (&*m / bc1) / ((&*v / bc2).sqrt() + self.eps) * lr;
                 let _ = p.g_sub_(&update);
             }
@@ -84,16 +101,19 @@ impl Adam {
 
     /// Loads moment estimates written by [`Adam::save`] for the same network.
     pub fn load(&mut self, path: &Path, step: u64) -> Result<()> {
-        let stored = Tensor::read_safetensors(path).map_err(|e| Error::checkpoint(path, e.to_string()))?;
+        let stored =
+            Tensor::read_safetensors(path).map_err(|e| Error::checkpoint(path, e.to_string()))?;
         for (i, n) in self.names.iter().enumerate() {
             for (prefix, slot) in [("m.", &mut self.m[i]), ("v.", &mut self.v[i])] {
                 let key = format!("{prefix}{n}");
-                let t = stored
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .ok_or_else(|| Error::checkpoint(path, format!("optimizer state has no `{key}`")))?;
+                let t = stored.iter().find(|(k, _)| *k == key).ok_or_else(|| {
+                    Error::checkpoint(path, format!("optimizer state has no `{key}`"))
+                })?;
                 if t.1.size() != slot.size() {
-                    return Err(Error::checkpoint(path, format!("optimizer state `{key}` has another shape")));
+                    return Err(Error::checkpoint(
+                        path,
+                        format!("optimizer state `{key}` has another shape"),
+                    ));
                 }
                 tch::no_grad(|| slot.copy_(&t.1));
             }

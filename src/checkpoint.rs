@@ -59,7 +59,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
@@ -94,7 +97,8 @@ pub fn write_checkpoint(
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let card_json = serde_json::to_vec_pretty(card).expect("card serialises");
-    std::fs::write(tmp.join("model.json"), &card_json).map_err(|e| Error::io(tmp.join("model.json"), e))?;
+    std::fs::write(tmp.join("model.json"), &card_json)
+        .map_err(|e| Error::io(tmp.join("model.json"), e))?;
 
     // Top level: same bytes, each file renamed into place, card last.
     for file in ["model.safetensors", "optimizer.safetensors", "model.json"] {
@@ -125,15 +129,26 @@ pub struct LoadedCheckpoint {
 pub fn load_checkpoint(dir: &Path) -> Result<LoadedCheckpoint> {
     let card_path = dir.join("model.json");
     if !card_path.is_file() {
-        return Err(Error::checkpoint(dir, "has no model.json: not a run or checkpoint directory"));
+        return Err(Error::checkpoint(
+            dir,
+            "has no model.json: not a run or checkpoint directory",
+        ));
     }
     let text = std::fs::read_to_string(&card_path).map_err(|e| Error::io(&card_path, e))?;
-    let card: ModelCard =
-        serde_json::from_str(&text).map_err(|e| Error::checkpoint(&card_path, format!("not a geosr model card: {e}")))?;
+    let card: ModelCard = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&card_path, format!("not a geosr model card: {e}")))?;
     let weights = dir.join("model.safetensors");
     let sha = sha256_file(&weights)?;
     if sha != card.weights_sha256 {
-        return Err(Error::checkpoint(&weights, "SHA-256 differs from the one in model.json (a half-written or foreign file)"));
+        return Err(Error::checkpoint(
+            &weights,
+            "SHA-256 differs from the one in model.json (a half-written or foreign file)",
+        ));
     }
-    Ok(LoadedCheckpoint { dir: dir.to_path_buf(), card, optimizer: dir.join("optimizer.safetensors"), weights })
+    Ok(LoadedCheckpoint {
+        dir: dir.to_path_buf(),
+        card,
+        optimizer: dir.join("optimizer.safetensors"),
+        weights,
+    })
 }

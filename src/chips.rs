@@ -31,13 +31,23 @@ impl Normalisation {
         let mut fill = Vec::new();
         for s in samples.iter_mut() {
             s.sort_by(|a, b| a.total_cmp(b));
-            let q = |p: f64| if s.is_empty() { 0.0 } else { s[((s.len() - 1) as f64 * p).round() as usize] };
+            let q = |p: f64| {
+                if s.is_empty() {
+                    0.0
+                } else {
+                    s[((s.len() - 1) as f64 * p).round() as usize]
+                }
+            };
             let (lo, mid, hi) = (q(0.01), q(0.5), q(0.99));
             offset.push(lo);
             scale.push(if hi > lo { hi - lo } else { 1.0 });
             fill.push(mid);
         }
-        Normalisation { offset, scale, fill }
+        Normalisation {
+            offset,
+            scale,
+            fill,
+        }
     }
 }
 
@@ -56,7 +66,9 @@ impl NodataRule {
     fn mask(self, chip: &[f32], c: usize, n: usize) -> Vec<bool> {
         (0..n)
             .map(|p| match self {
-                NodataRule::Value(v) => (0..c).any(|b| chip[b * n + p] as f64 == v || chip[b * n + p].is_nan()),
+                NodataRule::Value(v) => {
+                    (0..c).any(|b| chip[b * n + p] as f64 == v || chip[b * n + p].is_nan())
+                }
                 NodataRule::AllZero => (0..c).all(|b| chip[b * n + p] == 0.0),
                 NodataRule::NaN => (0..c).any(|b| chip[b * n + p].is_nan()),
             })
@@ -188,7 +200,8 @@ impl ChipPlan {
         let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
         kept.shuffle(&mut rng);
         let n_val = if settings.val_split_pct > 0.0 {
-            ((kept.len() as f64 * settings.val_split_pct / 100.0).round() as usize).clamp(1, kept.len() - 1)
+            ((kept.len() as f64 * settings.val_split_pct / 100.0).round() as usize)
+                .clamp(1, kept.len() - 1)
         } else {
             0
         };
@@ -241,7 +254,9 @@ impl ChipPlan {
     }
 
     fn reshuffle(&mut self) {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(self.epoch as u64 + 1)));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(
+            self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(self.epoch as u64 + 1)),
+        );
         self.order = (0..self.train.len()).collect();
         self.order.shuffle(&mut rng);
         self.cursor = 0;
@@ -254,7 +269,10 @@ impl ChipPlan {
             self.epoch += 1;
             self.reshuffle();
         }
-        let chips: Vec<Chip> = self.order[self.cursor..self.cursor + per].iter().map(|&i| self.train[i]).collect();
+        let chips: Vec<Chip> = self.order[self.cursor..self.cursor + per]
+            .iter()
+            .map(|&i| self.train[i])
+            .collect();
         let index = (self.cursor / per) as u32;
         self.cursor += per;
         self.read(&chips, Split::Train, index, self.train_batches() as u32)
@@ -264,7 +282,10 @@ impl ChipPlan {
     pub fn val_batch(&mut self, index: usize) -> Result<(TileBatch, Option<TileBatch>)> {
         let start = index * self.batch;
         if start >= self.val.len() {
-            return Err(Error::Contract(format!("validation batch {index} asked for, there are {}", self.val_batches())));
+            return Err(Error::Contract(format!(
+                "validation batch {index} asked for, there are {}",
+                self.val_batches()
+            )));
         }
         let chips = self.val[start..(start + self.batch).min(self.val.len())].to_vec();
         self.read(&chips, Split::Val, index as u32, self.val_batches() as u32)
@@ -275,22 +296,48 @@ impl ChipPlan {
         self.epoch
     }
 
-    fn read(&mut self, chips: &[Chip], split: Split, index: u32, of: u32) -> Result<(TileBatch, Option<TileBatch>)> {
+    fn read(
+        &mut self,
+        chips: &[Chip],
+        split: Split,
+        index: u32,
+        of: u32,
+    ) -> Result<(TileBatch, Option<TileBatch>)> {
         let id = self.next_batch_id;
         self.next_batch_id += 1;
         let hr = self.read_side(chips, split, index, of, id, false)?;
-        let lr = if self.paired() { Some(self.read_side(chips, split, index, of, id, true)?) } else { None };
+        let lr = if self.paired() {
+            Some(self.read_side(chips, split, index, of, id, true)?)
+        } else {
+            None
+        };
         Ok((hr, lr))
     }
 
-    fn read_side(&self, chips: &[Chip], split: Split, index: u32, of: u32, id: u64, lr: bool) -> Result<TileBatch> {
+    fn read_side(
+        &self,
+        chips: &[Chip],
+        split: Split,
+        index: u32,
+        of: u32,
+        id: u64,
+        lr: bool,
+    ) -> Result<TileBatch> {
         let c = self.bands();
-        let (f, size) = if lr { (self.factor, self.chip / self.factor) } else { (1, self.chip) };
+        let (f, size) = if lr {
+            (self.factor, self.chip / self.factor)
+        } else {
+            (1, self.chip)
+        };
         let n = (size * size) as usize;
         let mut pixels = Vec::with_capacity(chips.len() * c * n);
         let mut tiles = Vec::with_capacity(chips.len());
         for chip in chips {
-            let src = if lr { &self.lr_sources.as_ref().expect("paired")[chip.raster] } else { &self.sources[chip.raster] };
+            let src = if lr {
+                &self.lr_sources.as_ref().expect("paired")[chip.raster]
+            } else {
+                &self.sources[chip.raster]
+            };
             let (x, y) = (chip.x / f, chip.y / f);
             let mut px = src.read_window(x, y, size, size)?;
             let mask = self.nodata[chip.raster].mask(&px, c, n);
@@ -306,7 +353,14 @@ impl ChipPlan {
             tiles.push(TileGeometry {
                 source: src.info.path.to_string_lossy().into_owned(),
                 window: [x, y, size, size],
-                geotransform: src.info.window_geotransform(x, y, size, size, size as usize, size as usize),
+                geotransform: src.info.window_geotransform(
+                    x,
+                    y,
+                    size,
+                    size,
+                    size as usize,
+                    size as usize,
+                ),
                 crs: info.crs.clone(),
                 nodata: self.nodata[chip.raster].declared(),
             });
@@ -332,7 +386,11 @@ impl ChipPlan {
 }
 
 /// Opens the LR rasters matching each HR raster by file name and checks their sizes.
-fn open_pairs(hr: &[PathBuf], lr_input: &std::path::Path, settings: &Settings) -> Result<Vec<RasterSource>> {
+fn open_pairs(
+    hr: &[PathBuf],
+    lr_input: &std::path::Path,
+    settings: &Settings,
+) -> Result<Vec<RasterSource>> {
     let lr_paths = list_rasters(lr_input)?;
     hr.iter()
         .map(|h| {
@@ -344,12 +402,21 @@ fn open_pairs(hr: &[PathBuf], lr_input: &std::path::Path, settings: &Settings) -
                     .iter()
                     .find(|p| p.file_name() == Some(name))
                     .cloned()
-                    .ok_or_else(|| Error::raster(h, format!("has no LR raster of the same name in {}", lr_input.display())))?
+                    .ok_or_else(|| {
+                        Error::raster(
+                            h,
+                            format!(
+                                "has no LR raster of the same name in {}",
+                                lr_input.display()
+                            ),
+                        )
+                    })?
             };
             let hr_src = RasterSource::open(h, &settings.bands.0)?;
             let src = RasterSource::open(&lr, &settings.bands.0)?;
             let f = settings.factor as usize;
-            if src.info.width != hr_src.info.width / f || src.info.height != hr_src.info.height / f {
+            if src.info.width != hr_src.info.width / f || src.info.height != hr_src.info.height / f
+            {
                 return Err(Error::raster(
                     &lr,
                     format!(

@@ -41,20 +41,34 @@ pub fn bilinear_taps(n_in: usize, n_out: usize, antialias: bool) -> Vec<Taps> {
                 // Inputs strictly inside the kernel's support (weights > 0), clipped to the tile.
                 let lo = ((centre - stretch).floor() + 1.0).max(0.0) as usize;
                 let hi = (((centre + stretch).ceil() - 1.0) as usize).min(n_in - 1);
-                let mut w: Vec<f64> =
-                    (lo..=hi).map(|j| (1.0 - ((j as f64 - centre) / stretch).abs()).max(0.0)).collect();
+                let mut w: Vec<f64> = (lo..=hi)
+                    .map(|j| (1.0 - ((j as f64 - centre) / stretch).abs()).max(0.0))
+                    .collect();
                 let sum: f64 = w.iter().sum();
                 w.iter_mut().for_each(|v| *v /= sum);
-                Taps { start: lo, weights: w.into_iter().map(|v| v as f32).collect() }
+                Taps {
+                    start: lo,
+                    weights: w.into_iter().map(|v| v as f32).collect(),
+                }
             } else {
                 // OpenCV INTER_LINEAR: clamp the centre into the image, two taps.
                 let c = centre.max(0.0);
                 let j0 = (c.floor() as usize).min(n_in - 1);
-                let frac = if j0 + 1 < n_in { (c - j0 as f64) as f32 } else { 0.0 };
-                if j0 + 1 < n_in {
-                    Taps { start: j0, weights: vec![1.0 - frac, frac] }
+                let frac = if j0 + 1 < n_in {
+                    (c - j0 as f64) as f32
                 } else {
-                    Taps { start: j0, weights: vec![1.0] }
+                    0.0
+                };
+                if j0 + 1 < n_in {
+                    Taps {
+                        start: j0,
+                        weights: vec![1.0 - frac, frac],
+                    }
+                } else {
+                    Taps {
+                        start: j0,
+                        weights: vec![1.0],
+                    }
                 }
             }
         })
@@ -62,7 +76,14 @@ pub fn bilinear_taps(n_in: usize, n_out: usize, antialias: bool) -> Vec<Taps> {
 }
 
 /// Applies separable taps to a CHW stack of planes.
-pub fn resample_separable(src: &[f32], c: usize, h: usize, w: usize, rows: &[Taps], cols: &[Taps]) -> Vec<f32> {
+pub fn resample_separable(
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    rows: &[Taps],
+    cols: &[Taps],
+) -> Vec<f32> {
     let (oh, ow) = (rows.len(), cols.len());
     let mut tmp = vec![0f32; h * ow];
     let mut out = vec![0f32; c * oh * ow];
@@ -71,7 +92,12 @@ pub fn resample_separable(src: &[f32], c: usize, h: usize, w: usize, rows: &[Tap
         for y in 0..h {
             let row = &plane[y * w..(y + 1) * w];
             for (x, t) in cols.iter().enumerate() {
-                tmp[y * ow + x] = t.weights.iter().zip(&row[t.start..]).map(|(a, b)| a * b).sum();
+                tmp[y * ow + x] = t
+                    .weights
+                    .iter()
+                    .zip(&row[t.start..])
+                    .map(|(a, b)| a * b)
+                    .sum();
             }
         }
         let dst = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
@@ -87,7 +113,14 @@ pub fn resample_separable(src: &[f32], c: usize, h: usize, w: usize, rows: &[Tap
 }
 
 /// Bilinear downsampling of CHW planes by an integer factor.
-pub fn downsample_bilinear(src: &[f32], c: usize, h: usize, w: usize, factor: usize, antialias: bool) -> Vec<f32> {
+pub fn downsample_bilinear(
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    factor: usize,
+    antialias: bool,
+) -> Vec<f32> {
     let rows = bilinear_taps(h, h / factor, antialias);
     let cols = bilinear_taps(w, w / factor, antialias);
     resample_separable(src, c, h, w, &rows, &cols)
@@ -101,11 +134,15 @@ pub fn gaussian_blur(src: &[f32], c: usize, h: usize, w: usize, sigma: f64) -> V
             .map(|i| {
                 let lo = (i - r).max(0);
                 let hi = (i + r).min(n as isize - 1);
-                let mut wts: Vec<f64> =
-                    (lo..=hi).map(|j| (-((j - i) as f64).powi(2) / (2.0 * sigma * sigma)).exp()).collect();
+                let mut wts: Vec<f64> = (lo..=hi)
+                    .map(|j| (-((j - i) as f64).powi(2) / (2.0 * sigma * sigma)).exp())
+                    .collect();
                 let s: f64 = wts.iter().sum();
                 wts.iter_mut().for_each(|v| *v /= s);
-                Taps { start: lo as usize, weights: wts.into_iter().map(|v| v as f32).collect() }
+                Taps {
+                    start: lo as usize,
+                    weights: wts.into_iter().map(|v| v as f32).collect(),
+                }
             })
             .collect()
     };
@@ -137,7 +174,9 @@ impl Degradation {
     pub fn apply(&self, tile: &[f32], c: usize, h: usize, w: usize, seed: u64) -> Result<Vec<f32>> {
         let f = self.factor as usize;
         if h % f != 0 || w % f != 0 {
-            return Err(Error::Contract(format!("tile {w}x{h} is not a multiple of factor {f}")));
+            return Err(Error::Contract(format!(
+                "tile {w}x{h} is not a multiple of factor {f}"
+            )));
         }
         let blurred;
         let src = if self.blur_sigma > 0.0 {
@@ -176,9 +215,17 @@ pub fn jpeg_round_trip(src: &[f32], c: usize, h: usize, w: usize, quality: u8) -
     let mut out = vec![0f32; src.len()];
     for ch in 0..c {
         let plane = &src[ch * h * w..(ch + 1) * h * w];
-        let bytes: Vec<u8> = plane.iter().map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8).collect();
-        let ds = mem.create_with_band_type::<u8, _>("", w, h, 1).map_err(err)?;
-        ds.rasterband(1).map_err(err)?.write((0, 0), (w, h), &mut Buffer::new((w, h), bytes)).map_err(err)?;
+        let bytes: Vec<u8> = plane
+            .iter()
+            .map(|v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
+            .collect();
+        let ds = mem
+            .create_with_band_type::<u8, _>("", w, h, 1)
+            .map_err(err)?;
+        ds.rasterband(1)
+            .map_err(err)?
+            .write((0, 0), (w, h), &mut Buffer::new((w, h), bytes))
+            .map_err(err)?;
         let name = format!(
             "/vsimem/geosr-jpeg-{}-{}.jpg",
             std::process::id(),
@@ -188,7 +235,11 @@ pub fn jpeg_round_trip(src: &[f32], c: usize, h: usize, w: usize, quality: u8) -
         let copy = ds.create_copy(&jpeg, &name, &opts).map_err(err)?;
         drop(copy);
         let back = gdal::Dataset::open(&name).map_err(err)?;
-        let buf = back.rasterband(1).map_err(err)?.read_as::<u8>((0, 0), (w, h), (w, h), None).map_err(err)?;
+        let buf = back
+            .rasterband(1)
+            .map_err(err)?
+            .read_as::<u8>((0, 0), (w, h), (w, h), None)
+            .map_err(err)?;
         for (o, v) in out[ch * h * w..(ch + 1) * h * w].iter_mut().zip(buf.data()) {
             *o = *v as f32 / 255.0;
         }
@@ -207,8 +258,30 @@ mod tests {
         // Output i sits at 4i + 1.5: halfway between inputs 4i+1 and 4i+2.
         let src: Vec<f32> = (0..8).map(|v| (v * v) as f32).collect();
         let taps = bilinear_taps(8, 2, false);
-        assert_eq!(taps, vec![Taps { start: 1, weights: vec![0.5, 0.5] }, Taps { start: 5, weights: vec![0.5, 0.5] }]);
-        let out = resample_separable(&src, 1, 1, 8, &[Taps { start: 0, weights: vec![1.0] }], &taps);
+        assert_eq!(
+            taps,
+            vec![
+                Taps {
+                    start: 1,
+                    weights: vec![0.5, 0.5]
+                },
+                Taps {
+                    start: 5,
+                    weights: vec![0.5, 0.5]
+                }
+            ]
+        );
+        let out = resample_separable(
+            &src,
+            1,
+            1,
+            8,
+            &[Taps {
+                start: 0,
+                weights: vec![1.0],
+            }],
+            &taps,
+        );
         assert_eq!(out, vec![(1.0 + 4.0) / 2.0, (25.0 + 36.0) / 2.0]);
     }
 
@@ -222,10 +295,17 @@ mod tests {
             let mid = &taps[3];
             let n = mid.weights.len();
             for k in 0..n {
-                assert!((mid.weights[k] - mid.weights[n - 1 - k]).abs() < 1e-6, "factor {f}");
+                assert!(
+                    (mid.weights[k] - mid.weights[n - 1 - k]).abs() < 1e-6,
+                    "factor {f}"
+                );
             }
             // Odd factors centre on an input pixel, whose ±factor neighbours get weight 0.
-            assert_eq!(n, 2 * f - f % 2, "factor {f}: a widened triangle spans 2·factor inputs");
+            assert_eq!(
+                n,
+                2 * f - f % 2,
+                "factor {f}: a widened triangle spans 2·factor inputs"
+            );
         }
     }
 
@@ -233,18 +313,32 @@ mod tests {
     fn constant_stays_constant_and_blur_keeps_mean() {
         let src = vec![3.25f32; 2 * 16 * 16];
         for aa in [true, false] {
-            assert!(downsample_bilinear(&src, 2, 16, 16, 4, aa).iter().all(|v| (v - 3.25).abs() < 1e-5));
+            assert!(downsample_bilinear(&src, 2, 16, 16, 4, aa)
+                .iter()
+                .all(|v| (v - 3.25).abs() < 1e-5));
         }
-        assert!(gaussian_blur(&src, 2, 16, 16, 1.5).iter().all(|v| (v - 3.25).abs() < 1e-5));
+        assert!(gaussian_blur(&src, 2, 16, 16, 1.5)
+            .iter()
+            .all(|v| (v - 3.25).abs() < 1e-5));
     }
 
     #[test]
     fn noise_is_seeded_and_has_the_asked_spread() {
-        let d = Degradation { factor: 2, antialias: true, blur_sigma: 0.0, noise_std: 0.1, jpeg_quality: None };
+        let d = Degradation {
+            factor: 2,
+            antialias: true,
+            blur_sigma: 0.0,
+            noise_std: 0.1,
+            jpeg_quality: None,
+        };
         let tile = vec![0.5f32; 64 * 64];
         let a = d.apply(&tile, 1, 64, 64, 9).unwrap();
         assert_eq!(a, d.apply(&tile, 1, 64, 64, 9).unwrap());
-        let var = a.iter().map(|v| (v - 0.5) as f64 * (v - 0.5) as f64).sum::<f64>() / a.len() as f64;
+        let var = a
+            .iter()
+            .map(|v| (v - 0.5) as f64 * (v - 0.5) as f64)
+            .sum::<f64>()
+            / a.len() as f64;
         assert!((var.sqrt() - 0.1).abs() < 0.02, "std {}", var.sqrt());
     }
 }

@@ -42,18 +42,33 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn raster(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Error::Raster { path: path.into(), problem: problem.into() }
+        Error::Raster {
+            path: path.into(),
+            problem: problem.into(),
+        }
     }
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
     pub(crate) fn weights(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Error::Weights { path: path.into(), problem: problem.into() }
+        Error::Weights {
+            path: path.into(),
+            problem: problem.into(),
+        }
     }
     pub(crate) fn setting(key: impl Into<String>, problem: impl Into<String>) -> Self {
-        Error::Setting { key: key.into(), problem: problem.into() }
+        Error::Setting {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        Error::Checkpoint { path: path.into(), problem: problem.into() }
+        Error::Checkpoint {
+            path: path.into(),
+            problem: problem.into(),
+        }
     }
 }

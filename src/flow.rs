@@ -24,10 +24,16 @@ pub struct Request {
 
 impl Request {
     pub fn train() -> Self {
-        Request { split: Split::Train, index: 0 }
+        Request {
+            split: Split::Train,
+            index: 0,
+        }
     }
     pub fn val(index: u64) -> Self {
-        Request { split: Split::Val, index }
+        Request {
+            split: Split::Val,
+            index,
+        }
     }
 
     pub fn to_arrow(self) -> ArrayRef {
@@ -49,14 +55,31 @@ impl Request {
     }
 
     pub fn from_arrow(array: &dyn Array) -> Result<Self> {
-        let bad = || Error::Contract(format!("a request must be Struct<split: Utf8, index: UInt64>, got {}", array.data_type()));
+        let bad = || {
+            Error::Contract(format!(
+                "a request must be Struct<split: Utf8, index: UInt64>, got {}",
+                array.data_type()
+            ))
+        };
         let s = array.as_struct_opt().ok_or_else(bad)?;
         if s.len() != 1 {
-            return Err(Error::Contract(format!("a request has one row, got {}", s.len())));
+            return Err(Error::Contract(format!(
+                "a request has one row, got {}",
+                s.len()
+            )));
         }
-        let split = s.column_by_name("split").and_then(|c| c.as_string_opt::<i32>()).ok_or_else(bad)?;
-        let index = s.column_by_name("index").and_then(|c| c.as_primitive_opt::<UInt64Type>()).ok_or_else(bad)?;
-        Ok(Request { split: Split::parse(split.value(0))?, index: index.value(0) })
+        let split = s
+            .column_by_name("split")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(bad)?;
+        let index = s
+            .column_by_name("index")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(bad)?;
+        Ok(Request {
+            split: Split::parse(split.value(0))?,
+            index: index.value(0),
+        })
     }
 }
 
@@ -74,7 +97,10 @@ pub struct TileCounts {
 
 impl TileCounts {
     pub fn new(stage: &str) -> Self {
-        TileCounts { stage: stage.to_owned(), ..Default::default() }
+        TileCounts {
+            stage: stage.to_owned(),
+            ..Default::default()
+        }
     }
     pub fn count_in(&mut self, input: &str, tiles: usize) {
         let e = self.inputs.entry(input.to_owned()).or_default();
@@ -91,7 +117,9 @@ impl TileCounts {
         let dir = run_dir.join("counts");
         crate::checkpoint::write_atomic(
             &dir.join(format!("{}.json", self.stage)),
-            serde_json::to_string_pretty(self).expect("counts serialise").as_bytes(),
+            serde_json::to_string_pretty(self)
+                .expect("counts serialise")
+                .as_bytes(),
         )
     }
 }

@@ -20,7 +20,12 @@ pub trait LossFn {
 }
 
 /// The batch loss, each tile's share of it (shares sum to the loss) and ∂loss/∂pred.
-pub fn loss_and_grad(f: &dyn LossFn, pred: &Tensor, hr: &Tensor, colour: &str) -> Result<(f64, Vec<f64>, Tensor)> {
+pub fn loss_and_grad(
+    f: &dyn LossFn,
+    pred: &Tensor,
+    hr: &Tensor,
+    colour: &str,
+) -> Result<(f64, Vec<f64>, Tensor)> {
     let pred = pred.detach().set_requires_grad(true);
     let per_tile = f.per_tile(&pred, hr, colour)?;
     let n = per_tile.size()[0] as f64;
@@ -44,7 +49,10 @@ pub struct PixelLoss {
 
 impl PixelLoss {
     pub fn from_settings(s: &Settings) -> Self {
-        PixelLoss { kind: s.pixel_loss.clone(), weight: s.pixel_weight }
+        PixelLoss {
+            kind: s.pixel_loss.clone(),
+            weight: s.pixel_weight,
+        }
     }
 }
 
@@ -54,7 +62,12 @@ impl LossFn for PixelLoss {
         let diff = match self.kind.as_str() {
             "l1" => pred.l1_loss(hr, Reduction::None),
             "mse" => pred.mse_loss(hr, Reduction::None),
-            _ => return Ok(Tensor::zeros([pred.size()[0]], (Kind::Float, pred.device())) * pred.sum(Kind::Float)),
+            _ => {
+                return Ok(
+                    Tensor::zeros([pred.size()[0]], (Kind::Float, pred.device()))
+                        * pred.sum(Kind::Float),
+                )
+            }
         };
         Ok(diff.mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float) * self.weight)
     }
@@ -65,7 +78,11 @@ impl LossFn for PixelLoss {
 
 fn check_shapes(pred: &Tensor, hr: &Tensor) -> Result<()> {
     if pred.size() != hr.size() {
-        return Err(Error::Contract(format!("prediction {:?} and HR {:?} differ in shape", pred.size(), hr.size())));
+        return Err(Error::Contract(format!(
+            "prediction {:?} and HR {:?} differ in shape",
+            pred.size(),
+            hr.size()
+        )));
     }
     Ok(())
 }
@@ -120,11 +137,16 @@ impl PerceptualLoss {
 impl LossFn for PerceptualLoss {
     fn per_tile(&self, pred: &Tensor, hr: &Tensor, colour: &str) -> Result<Tensor> {
         check_shapes(pred, hr)?;
-        let [n, c, h, w] = pred.size()[..] else { unreachable!("checked 4-D") };
+        let [n, c, h, w] = pred.size()[..] else {
+            unreachable!("checked 4-D")
+        };
         let (images, groups) = match self.rgb_positions(colour, c as usize) {
             Some(rgb) => {
                 let idx = Tensor::from_slice(&rgb.map(|i| i as i64)).to_device(pred.device());
-                (vec![pred.index_select(1, &idx), hr.index_select(1, &idx)], 1)
+                (
+                    vec![pred.index_select(1, &idx), hr.index_select(1, &idx)],
+                    1,
+                )
             }
             None => {
                 let grey = |t: &Tensor| t.reshape([n * c, 1, h, w]).expand([n * c, 3, h, w], false);
@@ -136,8 +158,13 @@ impl LossFn for PerceptualLoss {
         let fh = tch::no_grad(|| self.vgg.features(&caffe_input(&images[1]), &idx));
         let mut total = Tensor::zeros([n], (Kind::Float, pred.device()));
         for ((a, b), (_, wl)) in fp.iter().zip(&fh).zip(&self.layers) {
-            let per_image = (a - b).square().mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
-            total += per_image.view([n, groups]).mean_dim([1i64].as_slice(), false, Kind::Float) * *wl;
+            let per_image = (a - b)
+                .square()
+                .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+            total += per_image
+                .view([n, groups])
+                .mean_dim([1i64].as_slice(), false, Kind::Float)
+                * *wl;
         }
         let mut out = total * self.feature_weight;
         if self.pixel.kind != "none" && self.pixel.weight != 0.0 {

@@ -14,7 +14,12 @@
 /// Peak signal-to-noise ratio in dB for a data range `range`.
 pub fn psnr(a: &[f32], b: &[f32], range: f64) -> f64 {
     assert_eq!(a.len(), b.len());
-    let mse = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     10.0 * (range * range / mse).log10()
 }
 
@@ -85,13 +90,29 @@ pub struct QualitySum {
 
 impl QualitySum {
     /// Adds every tile of `pred` vs `truth`, both N·C·H·W.
-    pub fn add_batch(&mut self, pred: &[f32], truth: &[f32], c: usize, h: usize, w: usize, range: f64) {
+    pub fn add_batch(
+        &mut self,
+        pred: &[f32],
+        truth: &[f32],
+        c: usize,
+        h: usize,
+        w: usize,
+        range: f64,
+    ) {
         let per = c * h * w;
         for (p, t) in pred.chunks_exact(per).zip(truth.chunks_exact(per)) {
             // Cap identical tiles at 100 dB so one perfect tile cannot make the mean infinite.
             self.psnr_sum += psnr(p, t, range).min(100.0);
             self.ssim_sum += (0..c)
-                .map(|b| ssim(&p[b * h * w..(b + 1) * h * w], &t[b * h * w..(b + 1) * h * w], h, w, range))
+                .map(|b| {
+                    ssim(
+                        &p[b * h * w..(b + 1) * h * w],
+                        &t[b * h * w..(b + 1) * h * w],
+                        h,
+                        w,
+                        range,
+                    )
+                })
                 .sum::<f64>()
                 / c as f64;
             self.tiles += 1;
@@ -121,7 +142,11 @@ mod tests {
     fn ssim_drops_with_noise_and_is_symmetric() {
         let (h, w) = (32, 32);
         let a: Vec<f32> = (0..h * w).map(|i| (i % w) as f32 / w as f32).collect();
-        let b: Vec<f32> = a.iter().enumerate().map(|(i, v)| v + if i % 3 == 0 { 0.05 } else { -0.02 }).collect();
+        let b: Vec<f32> = a
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + if i % 3 == 0 { 0.05 } else { -0.02 })
+            .collect();
         let s = ssim(&a, &b, h, w, 1.0);
         assert!(s < 0.99 && s > 0.3, "{s}");
         assert!((s - ssim(&b, &a, h, w, 1.0)).abs() < 1e-12);

@@ -40,12 +40,27 @@ impl RasterInfo {
     }
 
     /// Geotransform of the pixel grid of a window, resampled to `out_w × out_h` pixels.
-    pub fn window_geotransform(&self, x: u32, y: u32, w: u32, h: u32, out_w: usize, out_h: usize) -> [f64; 6] {
+    pub fn window_geotransform(
+        &self,
+        x: u32,
+        y: u32,
+        w: u32,
+        h: u32,
+        out_w: usize,
+        out_h: usize,
+    ) -> [f64; 6] {
         let g = self.geotransform;
         let (x, y) = (x as f64, y as f64);
         let sx = w as f64 / out_w as f64;
         let sy = h as f64 / out_h as f64;
-        [g[0] + x * g[1] + y * g[2], g[1] * sx, g[2] * sy, g[3] + x * g[4] + y * g[5], g[4] * sx, g[5] * sy]
+        [
+            g[0] + x * g[1] + y * g[2],
+            g[1] * sx,
+            g[2] * sy,
+            g[3] + x * g[4] + y * g[5],
+            g[4] * sx,
+            g[5] * sy,
+        ]
     }
 }
 
@@ -68,26 +83,45 @@ impl RasterSource {
             .map_err(|e| Error::raster(path, format!("GDAL cannot open it as a raster ({e})")))?;
         let count = dataset.raster_count();
         if count == 0 {
-            return Err(Error::raster(path, "has no raster bands (is it a vector file?)"));
+            return Err(Error::raster(
+                path,
+                "has no raster bands (is it a vector file?)",
+            ));
         }
-        let bands: Vec<u32> = if bands.is_empty() { (1..=count as u32).collect() } else { bands.to_vec() };
+        let bands: Vec<u32> = if bands.is_empty() {
+            (1..=count as u32).collect()
+        } else {
+            bands.to_vec()
+        };
         if let Some(b) = bands.iter().find(|&&b| b == 0 || b as usize > count) {
-            return Err(Error::raster(path, format!("band {b} asked for, the raster has bands 1..={count}")));
+            return Err(Error::raster(
+                path,
+                format!("band {b} asked for, the raster has bands 1..={count}"),
+            ));
         }
         let (width, height) = dataset.raster_size();
-        let first = dataset.rasterband(bands[0] as usize).map_err(|e| Error::raster(path, e.to_string()))?;
-        let data_type = format!("{:?}", first.band_type());
+        let first = dataset
+            .rasterband(bands[0] as usize)
+            .map_err(|e| Error::raster(path, e.to_string()))?;
+        let data_type = first.band_type().name();
         if first.band_type() == GdalDataType::Unknown || data_type.starts_with("C") {
-            return Err(Error::raster(path, format!("band data type {data_type} is not supported")));
+            return Err(Error::raster(
+                path,
+                format!("band data type {data_type} is not supported"),
+            ));
         }
         let nodata = first.no_data_value();
         let mut colour = Vec::with_capacity(bands.len());
         for &b in &bands {
-            let band = dataset.rasterband(b as usize).map_err(|e| Error::raster(path, e.to_string()))?;
+            let band = dataset
+                .rasterband(b as usize)
+                .map_err(|e| Error::raster(path, e.to_string()))?;
             colour.push(band.color_interpretation().name().to_ascii_lowercase());
         }
         // A raster without georeferencing still trains; its tiles carry a pixel-unit transform.
-        let geotransform = dataset.geo_transform().unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+        let geotransform = dataset
+            .geo_transform()
+            .unwrap_or([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
         let crs = dataset.projection();
         let info = RasterInfo {
             path: path.to_path_buf(),
@@ -109,12 +143,18 @@ impl RasterSource {
         if x as usize + w_ > self.info.width || y as usize + h_ > self.info.height {
             return Err(Error::raster(
                 &self.info.path,
-                format!("window {w}x{h} at ({x},{y}) lies outside the {}x{} raster", self.info.width, self.info.height),
+                format!(
+                    "window {w}x{h} at ({x},{y}) lies outside the {}x{} raster",
+                    self.info.width, self.info.height
+                ),
             ));
         }
         let mut out = vec![0f32; self.info.bands.len() * w_ * h_];
         for (i, &b) in self.info.bands.iter().enumerate() {
-            let band = self.dataset.rasterband(b as usize).map_err(|e| Error::raster(&self.info.path, e.to_string()))?;
+            let band = self
+                .dataset
+                .rasterband(b as usize)
+                .map_err(|e| Error::raster(&self.info.path, e.to_string()))?;
             band.read_into_slice::<f32>(
                 (x as isize, y as isize),
                 (w_, h_),
@@ -122,7 +162,9 @@ impl RasterSource {
                 &mut out[i * w_ * h_..(i + 1) * w_ * h_],
                 None,
             )
-            .map_err(|e| Error::raster(&self.info.path, format!("reading window at ({x},{y}): {e}")))?;
+            .map_err(|e| {
+                Error::raster(&self.info.path, format!("reading window at ({x},{y}): {e}"))
+            })?;
         }
         Ok(out)
     }
@@ -140,14 +182,23 @@ pub fn list_rasters(input: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(input).map_err(|e| Error::io(input, e))? {
         let path = entry.map_err(|e| Error::io(input, e))?.path();
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-        if path.is_file() && ["tif", "tiff", "vrt", "img", "jp2", "png", "jpg", "jpeg"].contains(&ext.as_str()) {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if path.is_file()
+            && ["tif", "tiff", "vrt", "img", "jp2", "png", "jpg", "jpeg"].contains(&ext.as_str())
+        {
             out.push(path);
         }
     }
     out.sort();
     if out.is_empty() {
-        return Err(Error::raster(input, "the folder holds no raster files (.tif, .tiff, .vrt, .img, .jp2, .png, .jpg)"));
+        return Err(Error::raster(
+            input,
+            "the folder holds no raster files (.tif, .tiff, .vrt, .img, .jp2, .png, .jpg)",
+        ));
     }
     Ok(out)
 }
@@ -164,25 +215,36 @@ pub fn write_geotiff<T: gdal::raster::GdalType + Copy + FromF32>(
     crs_wkt: &str,
     nodata: Option<f64>,
 ) -> Result<()> {
-    let driver = DriverManager::get_driver_by_name("GTiff").map_err(|e| Error::raster(path, e.to_string()))?;
+    let driver = DriverManager::get_driver_by_name("GTiff")
+        .map_err(|e| Error::raster(path, e.to_string()))?;
     let options = RasterCreationOptions::from_iter(["COMPRESS=DEFLATE", "TILED=YES"]);
     let mut ds = driver
         .create_with_band_type_with_options::<T, _>(path, width, height, bands, &options)
         .map_err(|e| Error::raster(path, format!("cannot create: {e}")))?;
-    ds.set_geo_transform(&geotransform).map_err(|e| Error::raster(path, e.to_string()))?;
+    ds.set_geo_transform(&geotransform)
+        .map_err(|e| Error::raster(path, e.to_string()))?;
     if !crs_wkt.is_empty() {
-        ds.set_projection(crs_wkt).map_err(|e| Error::raster(path, e.to_string()))?;
+        ds.set_projection(crs_wkt)
+            .map_err(|e| Error::raster(path, e.to_string()))?;
     }
     for b in 0..bands {
-        let mut band = ds.rasterband(b + 1).map_err(|e| Error::raster(path, e.to_string()))?;
-        let plane: Vec<T> = pixels[b * width * height..(b + 1) * width * height].iter().map(|&v| T::from_f32(v)).collect();
+        let mut band = ds
+            .rasterband(b + 1)
+            .map_err(|e| Error::raster(path, e.to_string()))?;
+        let plane: Vec<T> = pixels[b * width * height..(b + 1) * width * height]
+            .iter()
+            .map(|&v| T::from_f32(v))
+            .collect();
         let mut buf = gdal::raster::Buffer::new((width, height), plane);
-        band.write((0, 0), (width, height), &mut buf).map_err(|e| Error::raster(path, e.to_string()))?;
+        band.write((0, 0), (width, height), &mut buf)
+            .map_err(|e| Error::raster(path, e.to_string()))?;
         if let Some(nd) = nodata {
-            band.set_no_data_value(Some(nd)).map_err(|e| Error::raster(path, e.to_string()))?;
+            band.set_no_data_value(Some(nd))
+                .map_err(|e| Error::raster(path, e.to_string()))?;
         }
     }
-    ds.flush_cache().map_err(|e| Error::raster(path, e.to_string()))?;
+    ds.flush_cache()
+        .map_err(|e| Error::raster(path, e.to_string()))?;
     Ok(())
 }
 

@@ -207,7 +207,15 @@ impl Default for Settings {
 pub const DEFAULT_STEPS: u32 = 600;
 
 /// The fields whose values are paths, resolved against the folder they were given relative to.
-const PATH_KEYS: &[&str] = &["input", "input_lr", "resume", "vgg_weights", "run_dir", "model", "output"];
+const PATH_KEYS: &[&str] = &[
+    "input",
+    "input_lr",
+    "resume",
+    "vgg_weights",
+    "run_dir",
+    "model",
+    "output",
+];
 
 impl Settings {
     /// Reads the settings of this process: defaults, then `GEOSR_SETTINGS`, then `GEOSR_*`.
@@ -220,12 +228,15 @@ impl Settings {
     /// Same as [`Settings::from_env`] with the environment and working directory given.
     pub fn from_sources(vars: &[(String, String)], cwd: &Path) -> Result<Self> {
         let mut value = serde_yaml::to_value(Settings::default()).expect("defaults serialise");
-        let map = value.as_mapping_mut().expect("settings serialise to a mapping");
+        let map = value
+            .as_mapping_mut()
+            .expect("settings serialise to a mapping");
         if let Some((_, file)) = vars.iter().find(|(k, _)| k == "GEOSR_SETTINGS") {
             let path = absolute(cwd, Path::new(file));
             let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-            let file_value: serde_yaml::Value = serde_yaml::from_str(&text)
-                .map_err(|e| Error::setting("GEOSR_SETTINGS", format!("{}: {e}", path.display())))?;
+            let file_value: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+                Error::setting("GEOSR_SETTINGS", format!("{}: {e}", path.display()))
+            })?;
             let base = path.parent().unwrap_or(cwd).to_path_buf();
             if let Some(m) = file_value.as_mapping() {
                 for (k, v) in m {
@@ -238,9 +249,14 @@ impl Settings {
                 ));
             }
         }
-        let known: Vec<String> = map.keys().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+        let known: Vec<String> = map
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
         for (k, raw) in vars {
-            let Some(name) = k.strip_prefix("GEOSR_") else { continue };
+            let Some(name) = k.strip_prefix("GEOSR_") else {
+                continue;
+            };
             let key = name.to_ascii_lowercase();
             if !known.contains(&key) {
                 continue; // GEOSR_SETTINGS, GEOSR_ROOT and names for other tools
@@ -254,8 +270,8 @@ impl Settings {
             let v = resolve_path_value(&key_v, v, cwd);
             map.insert(key_v, v);
         }
-        let settings: Settings = serde_yaml::from_value(value)
-            .map_err(|e| Error::setting("settings", e.to_string()))?;
+        let settings: Settings =
+            serde_yaml::from_value(value).map_err(|e| Error::setting("settings", e.to_string()))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -263,12 +279,18 @@ impl Settings {
     /// Checks values that no single stage could sensibly start with.
     pub fn validate(&self) -> Result<()> {
         if ![2, 3, 4, 8].contains(&self.factor) {
-            return Err(Error::setting("factor", format!("{} is not one of 2, 3, 4, 8", self.factor)));
+            return Err(Error::setting(
+                "factor",
+                format!("{} is not one of 2, 3, 4, 8", self.factor),
+            ));
         }
         if self.chip_size % self.factor != 0 {
             return Err(Error::setting(
                 "chip_size",
-                format!("{} is not a multiple of factor {}", self.chip_size, self.factor),
+                format!(
+                    "{} is not a multiple of factor {}",
+                    self.chip_size, self.factor
+                ),
             ));
         }
         let lr = self.chip_size / self.factor;
@@ -294,12 +316,19 @@ impl Settings {
         for (key, value, allowed) in [
             ("upsample", &self.upsample, &["pixelshuffle", "deconv"][..]),
             ("skip", &self.skip, &["bicubic", "bilinear", "none"][..]),
-            ("lr_schedule", &self.lr_schedule, &["cosine", "constant"][..]),
+            (
+                "lr_schedule",
+                &self.lr_schedule,
+                &["cosine", "constant"][..],
+            ),
             ("pixel_loss", &self.pixel_loss, &["l1", "mse", "none"][..]),
             ("device", &self.device, &["auto", "cpu", "cuda"][..]),
         ] {
             if !allowed.contains(&value.as_str()) {
-                return Err(Error::setting(key, format!("`{value}` is not one of {}", allowed.join(", "))));
+                return Err(Error::setting(
+                    key,
+                    format!("`{value}` is not one of {}", allowed.join(", ")),
+                ));
             }
         }
         if let Some(q) = self.jpeg_quality {
@@ -308,9 +337,28 @@ impl Settings {
             }
         }
         if self.rgb_bands.0.len() != 0 && self.rgb_bands.0.len() != 3 {
-            return Err(Error::setting("rgb_bands", "give exactly three band numbers"));
+            return Err(Error::setting(
+                "rgb_bands",
+                "give exactly three band numbers",
+            ));
         }
         self.loss_weight_map()?;
+        Ok(())
+    }
+
+    /// Refuses to start a fresh run in a run directory that already holds a finished model, so
+    /// no stage overwrites another run's files. Every stage that writes there calls this first.
+    pub fn check_run_dir(&self) -> Result<()> {
+        let card = self.run_dir.join("model.json");
+        if self.resume.is_none() && card.exists() {
+            return Err(Error::setting(
+                "run_dir",
+                format!(
+                    "{} already holds a trained model; give a new GEOSR_RUN_DIR, or set `resume` to continue it",
+                    self.run_dir.display()
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -331,13 +379,12 @@ impl Settings {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(|item| {
-                let (name, w) = item
-                    .split_once('=')
-                    .ok_or_else(|| Error::setting("loss_weights", format!("`{item}` is not name=weight")))?;
-                let w: f64 = w
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::setting("loss_weights", format!("`{w}` is not a number")))?;
+                let (name, w) = item.split_once('=').ok_or_else(|| {
+                    Error::setting("loss_weights", format!("`{item}` is not name=weight"))
+                })?;
+                let w: f64 = w.trim().parse().map_err(|_| {
+                    Error::setting("loss_weights", format!("`{w}` is not a number"))
+                })?;
                 Ok((name.trim().to_owned(), w))
             })
             .collect()
@@ -348,7 +395,10 @@ impl Settings {
         match self.device.as_str() {
             "cpu" => Ok(tch::Device::Cpu),
             "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            "cuda" => Err(Error::setting("device", "cuda was asked for but libtorch sees no CUDA device")),
+            "cuda" => Err(Error::setting(
+                "device",
+                "cuda was asked for but libtorch sees no CUDA device",
+            )),
             _ => Ok(tch::Device::cuda_if_available()),
         }
     }
@@ -361,7 +411,11 @@ impl Settings {
     }
 }
 
-fn resolve_path_value(key: &serde_yaml::Value, v: serde_yaml::Value, base: &Path) -> serde_yaml::Value {
+fn resolve_path_value(
+    key: &serde_yaml::Value,
+    v: serde_yaml::Value,
+    base: &Path,
+) -> serde_yaml::Value {
     match (key.as_str(), v) {
         (Some(k), serde_yaml::Value::String(s)) if PATH_KEYS.contains(&k) && !s.is_empty() => {
             serde_yaml::Value::String(absolute(base, Path::new(&s)).to_string_lossy().into_owned())
@@ -397,13 +451,20 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn env_overrides_defaults_and_parses_numbers() {
         let s = Settings::from_sources(
-            &vars(&[("GEOSR_FACTOR", "2"), ("GEOSR_INPUT", "x.tif"), ("GEOSR_BANDS", "3,2,1")]),
+            &vars(&[
+                ("GEOSR_FACTOR", "2"),
+                ("GEOSR_INPUT", "x.tif"),
+                ("GEOSR_BANDS", "3,2,1"),
+            ]),
             Path::new("/graphs"),
         )
         .unwrap();
@@ -416,26 +477,41 @@ mod tests {
     fn settings_file_then_env() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s.yml");
-        std::fs::write(&f, "steps: 7\ninput: scene.tif\nfactor: 8\nchip_size: 128\n").unwrap();
+        std::fs::write(
+            &f,
+            "steps: 7\ninput: scene.tif\nfactor: 8\nchip_size: 128\n",
+        )
+        .unwrap();
         let s = Settings::from_sources(
-            &vars(&[("GEOSR_SETTINGS", f.to_str().unwrap()), ("GEOSR_FACTOR", "4")]),
+            &vars(&[
+                ("GEOSR_SETTINGS", f.to_str().unwrap()),
+                ("GEOSR_FACTOR", "4"),
+            ]),
             Path::new("/elsewhere"),
         )
         .unwrap();
         assert_eq!(s.steps, Some(7));
         assert_eq!(s.factor, 4, "environment wins over the file");
-        assert_eq!(s.input, dir.path().join("scene.tif"), "file paths resolve against the file");
+        assert_eq!(
+            s.input,
+            dir.path().join("scene.tif"),
+            "file paths resolve against the file"
+        );
     }
 
     #[test]
     fn bad_values_name_the_setting() {
-        let err = Settings::from_sources(&vars(&[("GEOSR_FACTOR", "5")]), Path::new("/")).unwrap_err();
+        let err =
+            Settings::from_sources(&vars(&[("GEOSR_FACTOR", "5")]), Path::new("/")).unwrap_err();
         assert!(err.to_string().contains("factor"), "{err}");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("s.yml");
         std::fs::write(&f, "stpes: 7\n").unwrap();
-        let err = Settings::from_sources(&vars(&[("GEOSR_SETTINGS", f.to_str().unwrap())]), Path::new("/"))
-            .unwrap_err();
+        let err = Settings::from_sources(
+            &vars(&[("GEOSR_SETTINGS", f.to_str().unwrap())]),
+            Path::new("/"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("stpes"), "{err}");
     }
 }

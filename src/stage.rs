@@ -13,22 +13,40 @@ use std::path::Path;
 pub fn send_batch(node: &mut DoraNode, output: &str, batch: TileBatch) -> eyre::Result<usize> {
     let n = batch.len();
     let array = batch.into_arrow()?;
-    node.send_output(DataId::from(output.to_owned()), MetadataParameters::default(), array)?;
+    node.send_output(
+        DataId::from(output.to_owned()),
+        MetadataParameters::default(),
+        array,
+    )?;
     Ok(n)
 }
 
 /// Sends any Arrow array on `output`.
-pub fn send_array(node: &mut DoraNode, output: &str, array: arrow::array::ArrayRef) -> eyre::Result<()> {
-    node.send_output(DataId::from(output.to_owned()), MetadataParameters::default(), array)?;
+pub fn send_array(
+    node: &mut DoraNode,
+    output: &str,
+    array: arrow::array::ArrayRef,
+) -> eyre::Result<()> {
+    node.send_output(
+        DataId::from(output.to_owned()),
+        MetadataParameters::default(),
+        array,
+    )?;
     Ok(())
 }
 
 /// Writes `stages/<node id>.json` under the run directory: what this stage is and how it is set.
-pub fn describe_stage(run_dir: &Path, node_id: &str, description: &serde_json::Value) -> Result<()> {
+pub fn describe_stage(
+    run_dir: &Path,
+    node_id: &str,
+    description: &serde_json::Value,
+) -> Result<()> {
     let body = serde_json::json!({ "stage": node_id, "description": description });
     crate::checkpoint::write_atomic(
         &run_dir.join("stages").join(format!("{node_id}.json")),
-        serde_json::to_string_pretty(&body).expect("json").as_bytes(),
+        serde_json::to_string_pretty(&body)
+            .expect("json")
+            .as_bytes(),
     )
 }
 
@@ -38,7 +56,12 @@ pub fn describe_stage(run_dir: &Path, node_id: &str, description: &serde_json::V
 /// predictions). Both carry `batch_id`; when both halves of a batch have arrived, the stage sends
 /// on `loss` a batch with the prediction's geometry whose `pixels` are ∂loss/∂pred and whose
 /// `loss` column holds each tile's share of the batch loss.
-pub fn run_loss_stage(stage: &str, loss: &dyn LossFn, run_dir: &Path, device: tch::Device) -> eyre::Result<()> {
+pub fn run_loss_stage(
+    stage: &str,
+    loss: &dyn LossFn,
+    run_dir: &Path,
+    device: tch::Device,
+) -> eyre::Result<()> {
     let (mut node, mut events) = DoraNode::init_from_env()?;
     let node_id = node.id().to_string();
     describe_stage(run_dir, &node_id, &loss.describe())?;
@@ -55,9 +78,17 @@ pub fn run_loss_stage(stage: &str, loss: &dyn LossFn, run_dir: &Path, device: tc
                 match id.as_str() {
                     "hr" => hr_wait.insert(batch.batch_id, batch),
                     "pred" => pred_wait.insert(batch.batch_id, batch),
-                    other => return Err(eyre::eyre!("{node_id}: unexpected input `{other}` (expected `hr` and `pred`)")),
+                    other => {
+                        return Err(eyre::eyre!(
+                            "{node_id}: unexpected input `{other}` (expected `hr` and `pred`)"
+                        ))
+                    }
                 };
-                let ready: Vec<u64> = pred_wait.keys().filter(|k| hr_wait.contains_key(k)).copied().collect();
+                let ready: Vec<u64> = pred_wait
+                    .keys()
+                    .filter(|k| hr_wait.contains_key(k))
+                    .copied()
+                    .collect();
                 for id in ready {
                     let pred = pred_wait.remove(&id).expect("listed");
                     let hr = hr_wait.remove(&id).expect("listed");

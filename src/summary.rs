@@ -19,19 +19,31 @@ pub struct Edge {
 /// The edges of a dora graph file (nodes, and operators inside runtime nodes).
 pub fn graph_edges(graph: &Path) -> Result<Vec<Edge>> {
     let text = std::fs::read_to_string(graph).map_err(|e| Error::io(graph, e))?;
-    let doc: serde_yaml::Value =
-        serde_yaml::from_str(&text).map_err(|e| Error::setting("graph", format!("{}: {e}", graph.display())))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| Error::setting("graph", format!("{}: {e}", graph.display())))?;
     let mut edges = Vec::new();
     for node in doc["nodes"].as_sequence().into_iter().flatten() {
         let id = node["id"].as_str().unwrap_or_default().to_owned();
-        let inputs = if node["inputs"].is_mapping() { &node["inputs"] } else { &node["operator"]["inputs"] };
+        let inputs = if node["inputs"].is_mapping() {
+            &node["inputs"]
+        } else {
+            &node["operator"]["inputs"]
+        };
         for (k, v) in inputs.as_mapping().into_iter().flatten() {
-            let src = v.as_str().or_else(|| v["source"].as_str()).unwrap_or_default();
+            let src = v
+                .as_str()
+                .or_else(|| v["source"].as_str())
+                .unwrap_or_default();
             if let (Some(input), Some((from, out))) = (k.as_str(), src.split_once('/')) {
                 if from == "dora" {
                     continue; // timers
                 }
-                edges.push(Edge { from_node: from.into(), output: out.into(), to_node: id.clone(), input: input.into() });
+                edges.push(Edge {
+                    from_node: from.into(),
+                    output: out.into(),
+                    to_node: id.clone(),
+                    input: input.into(),
+                });
             }
         }
     }
@@ -45,7 +57,8 @@ pub fn read_counts(run_dir: &Path) -> Result<BTreeMap<String, TileCounts>> {
     for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
         let p = e.map_err(|e| Error::io(&dir, e))?.path();
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        let c: TileCounts = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e.to_string()))?;
+        let c: TileCounts =
+            serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e.to_string()))?;
         out.insert(c.stage.clone(), c);
     }
     Ok(out)
@@ -55,8 +68,16 @@ pub fn read_counts(run_dir: &Path) -> Result<BTreeMap<String, TileCounts>> {
 pub fn edge_mismatches(edges: &[Edge], counts: &BTreeMap<String, TileCounts>) -> Vec<String> {
     let mut bad = Vec::new();
     for e in edges {
-        let sent = counts.get(&e.from_node).and_then(|c| c.outputs.get(&e.output)).copied().unwrap_or_default();
-        let got = counts.get(&e.to_node).and_then(|c| c.inputs.get(&e.input)).copied().unwrap_or_default();
+        let sent = counts
+            .get(&e.from_node)
+            .and_then(|c| c.outputs.get(&e.output))
+            .copied()
+            .unwrap_or_default();
+        let got = counts
+            .get(&e.to_node)
+            .and_then(|c| c.inputs.get(&e.input))
+            .copied()
+            .unwrap_or_default();
         if sent != got {
             bad.push(format!(
                 "{}/{} sent {} batches ({} tiles), {}.{} received {} ({} tiles)",
@@ -93,10 +114,24 @@ pub fn summarise(run_dir: &Path, graph: Option<&Path>) -> Result<(String, bool)>
     let last_loss = metrics
         .lines()
         .skip(1)
-        .filter_map(|l| l.split(',').nth(2).filter(|v| !v.is_empty()).map(str::to_owned))
+        .filter_map(|l| {
+            l.split(',')
+                .nth(2)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        })
         .last();
-    let stages: Vec<String> = card.losses.iter().filter_map(|l| l["stage"].as_str().map(str::to_owned)).collect();
-    let _ = writeln!(s, "  loss      last train loss {} ({})", last_loss.unwrap_or_else(|| "-".into()), stages.join(" + "));
+    let stages: Vec<String> = card
+        .losses
+        .iter()
+        .filter_map(|l| l["stage"].as_str().map(str::to_owned))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  loss      last train loss {} ({})",
+        last_loss.unwrap_or_else(|| "-".into()),
+        stages.join(" + ")
+    );
     let m = &card.metrics;
     if let (Some(sr), Some(bi)) = (m["val_psnr"].as_f64(), m["bicubic_psnr"].as_f64()) {
         let _ = writeln!(
@@ -118,9 +153,17 @@ pub fn summarise(run_dir: &Path, graph: Option<&Path>) -> Result<(String, bool)>
         let edges = graph_edges(graph)?;
         let counts = read_counts(run_dir)?;
         let bad = edge_mismatches(&edges, &counts);
-        let tiles: u64 = counts.values().flat_map(|c| c.outputs.values()).map(|v| v[1]).sum();
+        let tiles: u64 = counts
+            .values()
+            .flat_map(|c| c.outputs.values())
+            .map(|v| v[1])
+            .sum();
         if bad.is_empty() {
-            let _ = writeln!(s, "  tiles     all {} edges match: {tiles} tiles sent and received, none lost", edges.len());
+            let _ = writeln!(
+                s,
+                "  tiles     all {} edges match: {tiles} tiles sent and received, none lost",
+                edges.len()
+            );
         } else {
             ok = false;
             for b in bad {

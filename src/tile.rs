@@ -35,8 +35,8 @@
 //! ```
 use crate::error::{Error, Result};
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, StringArray, StructArray,
-    UInt32Array, UInt64Array,
+    Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, StringArray,
+    StructArray, UInt32Array, UInt64Array,
 };
 use arrow::buffer::{NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Fields, Float32Type, Float64Type, UInt32Type, UInt64Type};
@@ -128,9 +128,21 @@ fn schema_fields(c: usize, chw: usize) -> Fields {
         Field::new("width", DataType::UInt32, false),
         Field::new("factor", DataType::UInt32, false),
         Field::new("colour", DataType::Utf8, false),
-        Field::new("band_offset", DataType::FixedSizeList(f32_item.clone(), c as i32), false),
-        Field::new("band_scale", DataType::FixedSizeList(f32_item.clone(), c as i32), false),
-        Field::new("pixels", DataType::FixedSizeList(f32_item, chw as i32), false),
+        Field::new(
+            "band_offset",
+            DataType::FixedSizeList(f32_item.clone(), c as i32),
+            false,
+        ),
+        Field::new(
+            "band_scale",
+            DataType::FixedSizeList(f32_item.clone(), c as i32),
+            false,
+        ),
+        Field::new(
+            "pixels",
+            DataType::FixedSizeList(f32_item, chw as i32),
+            false,
+        ),
         Field::new("loss", DataType::Float64, true),
     ])
 }
@@ -152,7 +164,12 @@ impl TileBatch {
 
     /// The NCHW shape as libtorch wants it.
     pub fn shape(&self) -> [i64; 4] {
-        [self.len() as i64, self.bands as i64, self.height as i64, self.width as i64]
+        [
+            self.len() as i64,
+            self.bands as i64,
+            self.height as i64,
+            self.width as i64,
+        ]
     }
 
     /// Checks the invariants the Arrow layout relies on.
@@ -179,7 +196,11 @@ impl TileBatch {
         }
         if let Some(l) = &self.loss {
             if l.len() != n {
-                return Err(Error::Contract(format!("batch {}: {} loss values for {n} tiles", self.batch_id, l.len())));
+                return Err(Error::Contract(format!(
+                    "batch {}: {} loss values for {n} tiles",
+                    self.batch_id,
+                    l.len()
+                )));
             }
         }
         Ok(())
@@ -201,19 +222,30 @@ impl TileBatch {
         let f32_list = |values: Vec<f32>, size: usize| -> Result<ArrayRef> {
             let item = Arc::new(Field::new("item", DataType::Float32, false));
             let values = Arc::new(Float32Array::new(ScalarBuffer::from(values), None));
-            Ok(Arc::new(FixedSizeListArray::try_new(item, size as i32, values, None)?))
+            Ok(Arc::new(FixedSizeListArray::try_new(
+                item,
+                size as i32,
+                values,
+                None,
+            )?))
         };
         let windows: Vec<u32> = self.tiles.iter().flat_map(|t| t.window).collect();
         let gts: Vec<f64> = self.tiles.iter().flat_map(|t| t.geotransform).collect();
-        let offsets: Vec<f32> = (0..n).flat_map(|_| self.band_offset.iter().copied()).collect();
-        let scales: Vec<f32> = (0..n).flat_map(|_| self.band_scale.iter().copied()).collect();
+        let offsets: Vec<f32> = (0..n)
+            .flat_map(|_| self.band_offset.iter().copied())
+            .collect();
+        let scales: Vec<f32> = (0..n)
+            .flat_map(|_| self.band_scale.iter().copied())
+            .collect();
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from(vec![self.batch_id; n])),
             rep_u32(self.epoch),
             rep_str(self.split.as_str()),
             rep_u32(self.index_in_split),
             rep_u32(self.batches_in_split),
-            Arc::new(StringArray::from_iter_values(self.tiles.iter().map(|t| t.source.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                self.tiles.iter().map(|t| t.source.as_str()),
+            )),
             Arc::new(FixedSizeListArray::try_new(
                 Arc::new(Field::new("item", DataType::UInt32, false)),
                 4,
@@ -226,8 +258,12 @@ impl TileBatch {
                 Arc::new(Float64Array::from(gts)),
                 None,
             )?),
-            Arc::new(StringArray::from_iter_values(self.tiles.iter().map(|t| t.crs.as_str()))),
-            Arc::new(Float64Array::from(self.tiles.iter().map(|t| t.nodata).collect::<Vec<_>>())),
+            Arc::new(StringArray::from_iter_values(
+                self.tiles.iter().map(|t| t.crs.as_str()),
+            )),
+            Arc::new(Float64Array::from(
+                self.tiles.iter().map(|t| t.nodata).collect::<Vec<_>>(),
+            )),
             rep_u32(c as u32),
             rep_u32(self.height as u32),
             rep_u32(self.width as u32),
@@ -239,41 +275,54 @@ impl TileBatch {
             f32_list(self.pixels, self.bands * self.height * self.width)?,
             match self.loss {
                 Some(l) => Arc::new(Float64Array::from(l)),
-                None => Arc::new(Float64Array::new(ScalarBuffer::from(vec![0.0; n]), Some(NullBuffer::new_null(n)))),
+                None => Arc::new(Float64Array::new(
+                    ScalarBuffer::from(vec![0.0; n]),
+                    Some(NullBuffer::new_null(n)),
+                )),
             },
         ];
-        Ok(Arc::new(StructArray::try_new(schema_fields(c, c * self.height * self.width), columns, None)?))
+        Ok(Arc::new(StructArray::try_new(
+            schema_fields(c, c * self.height * self.width),
+            columns,
+            None,
+        )?))
     }
 
     /// Decodes a batch, checking every column of the contract.
     pub fn from_arrow(array: &dyn Array) -> Result<Self> {
-        let s = array
-            .as_struct_opt()
-            .ok_or_else(|| Error::Contract(format!("expected a Struct array of tiles, got {}", array.data_type())))?;
+        let s = array.as_struct_opt().ok_or_else(|| {
+            Error::Contract(format!(
+                "expected a Struct array of tiles, got {}",
+                array.data_type()
+            ))
+        })?;
         let n = s.len();
         if n == 0 {
             return Err(Error::Contract("a tile batch has no rows".into()));
         }
         let col = |name: &str| {
-            s.column_by_name(name).ok_or_else(|| Error::Contract(format!("column `{name}` is missing")))
+            s.column_by_name(name)
+                .ok_or_else(|| Error::Contract(format!("column `{name}` is missing")))
         };
         fn prim<'a, T: arrow::datatypes::ArrowPrimitiveType>(
             a: &'a ArrayRef,
             name: &str,
         ) -> Result<&'a arrow::array::PrimitiveArray<T>> {
-            a.as_primitive_opt::<T>()
-                .ok_or_else(|| Error::Contract(format!("column `{name}` has type {}", a.data_type())))
+            a.as_primitive_opt::<T>().ok_or_else(|| {
+                Error::Contract(format!("column `{name}` has type {}", a.data_type()))
+            })
         }
         let strings = |name: &str| -> Result<&StringArray> {
             let a = col(name)?;
-            a.as_string_opt::<i32>()
-                .ok_or_else(|| Error::Contract(format!("column `{name}` has type {}", a.data_type())))
+            a.as_string_opt::<i32>().ok_or_else(|| {
+                Error::Contract(format!("column `{name}` has type {}", a.data_type()))
+            })
         };
         let list = |name: &str, size: usize| -> Result<ArrayRef> {
             let a = col(name)?;
-            let l = a
-                .as_fixed_size_list_opt()
-                .ok_or_else(|| Error::Contract(format!("column `{name}` has type {}", a.data_type())))?;
+            let l = a.as_fixed_size_list_opt().ok_or_else(|| {
+                Error::Contract(format!("column `{name}` has type {}", a.data_type()))
+            })?;
             if l.value_length() as usize != size {
                 return Err(Error::Contract(format!(
                     "column `{name}` holds {} values per tile, expected {size}",
@@ -283,7 +332,8 @@ impl TileBatch {
             // Slice so an offset struct (a sliced batch) reads the right rows.
             Ok(l.values().slice(l.offset() * size, n * size))
         };
-        let first_u32 = |name: &str| -> Result<u32> { Ok(prim::<UInt32Type>(col(name)?, name)?.value(0)) };
+        let first_u32 =
+            |name: &str| -> Result<u32> { Ok(prim::<UInt32Type>(col(name)?, name)?.value(0)) };
 
         let bands = first_u32("bands")? as usize;
         let height = first_u32("height")? as usize;
@@ -351,7 +401,14 @@ impl TileBatch {
                 .map(|i| TileGeometry {
                     source: format!("scene-{i}.tif"),
                     window: [i as u32 * w as u32, 0, w as u32, h as u32],
-                    geotransform: [500_000.0 + 30.0 * (i * w) as f64, 30.0, 0.0, 7_000_000.0, 0.0, -30.0],
+                    geotransform: [
+                        500_000.0 + 30.0 * (i * w) as f64,
+                        30.0,
+                        0.0,
+                        7_000_000.0,
+                        0.0,
+                        -30.0,
+                    ],
                     crs: "EPSG:32621".into(),
                     nodata: if i % 2 == 0 { Some(0.0) } else { None },
                 })
@@ -363,12 +420,17 @@ impl TileBatch {
 
     /// The batch's pixels as an NCHW tensor on `device`.
     pub fn tensor(&self, device: tch::Device) -> tch::Tensor {
-        tch::Tensor::from_slice(&self.pixels).view(self.shape()).to_device(device)
+        tch::Tensor::from_slice(&self.pixels)
+            .view(self.shape())
+            .to_device(device)
     }
 
     /// Copies an NCHW tensor's values into a `Vec` in the contract's order.
     pub fn tensor_values(t: &tch::Tensor) -> Vec<f32> {
-        let t = t.to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
+        let t = t
+            .to_device(tch::Device::Cpu)
+            .to_kind(tch::Kind::Float)
+            .contiguous();
         let n = t.numel();
         let mut out = vec![0f32; n];
         t.copy_data(&mut out, n);
@@ -380,9 +442,17 @@ impl TileBatch {
     pub fn with_pixels(&self, t: &tch::Tensor) -> Result<Self> {
         let size = t.size();
         if size.len() != 4 || size[0] as usize != self.len() {
-            return Err(Error::Contract(format!("tensor of shape {size:?} for a batch of {} tiles", self.len())));
+            return Err(Error::Contract(format!(
+                "tensor of shape {size:?} for a batch of {} tiles",
+                self.len()
+            )));
         }
-        self.derived(size[1] as usize, size[2] as usize, size[3] as usize, Self::tensor_values(t))
+        self.derived(
+            size[1] as usize,
+            size[2] as usize,
+            size[3] as usize,
+            Self::tensor_values(t),
+        )
     }
 
     /// A batch covering the same ground with `c × h × w` tiles: pixel sizes in the
@@ -422,7 +492,12 @@ impl TileBatch {
     }
 
     fn clone_header(&self) -> Self {
-        TileBatch { tiles: Vec::new(), pixels: Vec::new(), loss: None, ..self.clone() }
+        TileBatch {
+            tiles: Vec::new(),
+            pixels: Vec::new(),
+            loss: None,
+            ..self.clone()
+        }
     }
 }
 

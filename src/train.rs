@@ -62,7 +62,9 @@ impl Trainer {
                 ),
             ));
         }
-        self.vs.load(&ckpt.weights).map_err(|e| Error::checkpoint(&ckpt.weights, e.to_string()))?;
+        self.vs
+            .load(&ckpt.weights)
+            .map_err(|e| Error::checkpoint(&ckpt.weights, e.to_string()))?;
         self.adam.load(&ckpt.optimizer, ckpt.card.step)?;
         Ok(())
     }
@@ -77,8 +79,16 @@ impl Trainer {
     pub fn apply(&mut self, pred: &Tensor, grad: &Tensor) -> f64 {
         self.adam.zero_grad();
         // d/dθ Σ(pred · g) = Jᵀg: the parameter gradients of the loss whose ∂/∂pred is g.
-        (pred * grad.to_device(self.device).detach()).sum(Kind::Float).backward();
-        let lr = lr_at(self.peak_lr, &self.schedule, self.warmup, self.adam.step, self.total_steps);
+        (pred * grad.to_device(self.device).detach())
+            .sum(Kind::Float)
+            .backward();
+        let lr = lr_at(
+            self.peak_lr,
+            &self.schedule,
+            self.warmup,
+            self.adam.step,
+            self.total_steps,
+        );
         self.adam.step(lr);
         lr
     }
@@ -98,11 +108,15 @@ impl Trainer {
         let x = lr.tensor(self.device);
         let (sr, bic) = tch::no_grad(|| {
             let f = self.net.config().factor;
-            (self.net.forward(&x), interpolate(&x, f, "bicubic").expect("bicubic is a mode"))
+            (
+                self.net.forward(&x),
+                interpolate(&x, f, "bicubic").expect("bicubic is a mode"),
+            )
         });
         let (c, h, w) = (hr.bands, hr.height, hr.width);
         v.sr.add_batch(&TileBatch::tensor_values(&sr), &hr.pixels, c, h, w, 1.0);
-        v.bicubic.add_batch(&TileBatch::tensor_values(&bic), &hr.pixels, c, h, w, 1.0);
+        v.bicubic
+            .add_batch(&TileBatch::tensor_values(&bic), &hr.pixels, c, h, w, 1.0);
         Ok(())
     }
 }

@@ -46,8 +46,14 @@ struct Block {
 
 impl Block {
     fn new(p: &nn::Path, cin: i64, cout: i64) -> Self {
-        let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
-        Block { a: nn::conv2d(p / "a", cin, cout, 3, cfg), b: nn::conv2d(p / "b", cout, cout, 3, cfg) }
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        Block {
+            a: nn::conv2d(p / "a", cin, cout, 3, cfg),
+            b: nn::conv2d(p / "b", cout, cout, 3, cfg),
+        }
     }
     fn forward(&self, x: &Tensor) -> Tensor {
         x.apply(&self.a).leaky_relu().apply(&self.b).leaky_relu()
@@ -74,15 +80,35 @@ pub struct UNet {
 impl UNet {
     pub fn new(p: &nn::Path, cfg: &UNetConfig) -> Self {
         let w = |level: i64| cfg.width << level;
-        let pad1 = nn::ConvConfig { padding: 1, ..Default::default() };
-        let down_cfg = nn::ConvConfig { padding: 1, stride: 2, ..Default::default() };
+        let pad1 = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let down_cfg = nn::ConvConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
         let head = nn::conv2d(p / "head", cfg.bands, w(0), 3, pad1);
-        let enc = (0..cfg.depth).map(|l| Block::new(&(p / format!("enc{l}")), w(l), w(l))).collect();
-        let down = (0..cfg.depth).map(|l| nn::conv2d(p / format!("down{l}"), w(l), w(l + 1), 3, down_cfg)).collect();
+        let enc = (0..cfg.depth)
+            .map(|l| Block::new(&(p / format!("enc{l}")), w(l), w(l)))
+            .collect();
+        let down = (0..cfg.depth)
+            .map(|l| nn::conv2d(p / format!("down{l}"), w(l), w(l + 1), 3, down_cfg))
+            .collect();
         let mid = Block::new(&(p / "mid"), w(cfg.depth), w(cfg.depth));
-        let up = (0..cfg.depth).map(|l| nn::conv2d(p / format!("up{l}"), w(l + 1), w(l), 3, pad1)).collect();
-        let dec = (0..cfg.depth).map(|l| Block::new(&(p / format!("dec{l}")), 2 * w(l), w(l))).collect();
-        let zero = nn::ConvConfig { padding: 1, ws_init: nn::Init::Const(0.0), bs_init: nn::Init::Const(0.0), ..Default::default() };
+        let up = (0..cfg.depth)
+            .map(|l| nn::conv2d(p / format!("up{l}"), w(l + 1), w(l), 3, pad1))
+            .collect();
+        let dec = (0..cfg.depth)
+            .map(|l| Block::new(&(p / format!("dec{l}")), 2 * w(l), w(l)))
+            .collect();
+        let zero = nn::ConvConfig {
+            padding: 1,
+            ws_init: nn::Init::Const(0.0),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
         let tail = if cfg.upsample == "deconv" {
             let tcfg = nn::ConvTransposeConfig {
                 stride: cfg.factor,
@@ -90,11 +116,32 @@ impl UNet {
                 bs_init: nn::Init::Const(0.0),
                 ..Default::default()
             };
-            Tail::Deconv(nn::conv_transpose2d(p / "tail", w(0), cfg.bands, cfg.factor, tcfg))
+            Tail::Deconv(nn::conv_transpose2d(
+                p / "tail",
+                w(0),
+                cfg.bands,
+                cfg.factor,
+                tcfg,
+            ))
         } else {
-            Tail::Shuffle(nn::conv2d(p / "tail", w(0), cfg.bands * cfg.factor * cfg.factor, 3, zero))
+            Tail::Shuffle(nn::conv2d(
+                p / "tail",
+                w(0),
+                cfg.bands * cfg.factor * cfg.factor,
+                3,
+                zero,
+            ))
         };
-        UNet { cfg: cfg.clone(), head, enc, down, mid, up, dec, tail }
+        UNet {
+            cfg: cfg.clone(),
+            head,
+            enc,
+            down,
+            mid,
+            up,
+            dec,
+            tail,
+        }
     }
 
     pub fn config(&self) -> &UNetConfig {
@@ -113,7 +160,10 @@ impl UNet {
         x = self.mid.forward(&x);
         for l in (0..self.dec.len()).rev() {
             let size = skips[l].size();
-            x = x.upsample_nearest2d([size[2], size[3]], None, None).apply(&self.up[l]).leaky_relu();
+            x = x
+                .upsample_nearest2d([size[2], size[3]], None, None)
+                .apply(&self.up[l])
+                .leaky_relu();
             x = self.dec[l].forward(&Tensor::cat(&[&x, &skips[l]], 1));
         }
         let residual = match &self.tail {

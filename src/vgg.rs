@@ -50,12 +50,19 @@ pub fn layer_index(name: &str) -> Result<usize> {
         ("relu5_2", 27),
         ("relu5_3", 29),
     ];
-    known.iter().find(|(n, _)| *n == name).map(|(_, i)| *i).ok_or_else(|| {
-        Error::setting(
-            "vgg_layers",
-            format!("unknown layer `{name}`; use one of {}", known.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")),
-        )
-    })
+    known
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, i)| *i)
+        .ok_or_else(|| {
+            Error::setting(
+                "vgg_layers",
+                format!(
+                    "unknown layer `{name}`; use one of {}",
+                    known.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
 }
 
 /// Parses `relu2_2` or `relu1_2:0.5,relu2_2:1` into `(features index, weight)` pairs.
@@ -102,7 +109,10 @@ impl Vgg16 {
         }
         let mut vs = nn::VarStore::new(device);
         let root = vs.root() / "features";
-        let cfg = nn::ConvConfig { padding: 1, ..Default::default() };
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
         let convs = CONV_INDICES
             .iter()
             .zip(CONV_CHANNELS)
@@ -113,22 +123,34 @@ impl Vgg16 {
         let expected = vs.variables();
         for (name, var) in &expected {
             let Some((_, t)) = stored.iter().find(|(n, _)| n == name) else {
-                return Err(Error::weights(path, format!("has no tensor `{name}`: not VGG-16 conv weights")));
+                return Err(Error::weights(
+                    path,
+                    format!("has no tensor `{name}`: not VGG-16 conv weights"),
+                ));
             };
             if t.size() != var.size() {
                 return Err(Error::weights(
                     path,
-                    format!("tensor `{name}` has shape {:?}, VGG-16 needs {:?}", t.size(), var.size()),
+                    format!(
+                        "tensor `{name}` has shape {:?}, VGG-16 needs {:?}",
+                        t.size(),
+                        var.size()
+                    ),
                 ));
             }
         }
         if stored.len() != expected.len() {
             return Err(Error::weights(
                 path,
-                format!("holds {} tensors, VGG-16's conv base has {}", stored.len(), expected.len()),
+                format!(
+                    "holds {} tensors, VGG-16's conv base has {}",
+                    stored.len(),
+                    expected.len()
+                ),
             ));
         }
-        vs.load(path).map_err(|e| Error::weights(path, e.to_string()))?;
+        vs.load(path)
+            .map_err(|e| Error::weights(path, e.to_string()))?;
         vs.freeze();
         Ok(Vgg16 { _vs: vs, convs })
     }
@@ -155,14 +177,19 @@ impl Vgg16 {
                 }
             }
         }
-        out.into_iter().map(|t| t.expect("every requested index is a ReLU")).collect()
+        out.into_iter()
+            .map(|t| t.expect("every requested index is a ReLU"))
+            .collect()
     }
 }
 
 /// Turns RGB in [0, 1] (N×3×H×W) into the network's Caffe input: BGR, 0–255, minus mean.
 pub fn caffe_input(rgb01: &Tensor) -> Tensor {
     let bgr = rgb01.flip([1]) * 255.0;
-    let mean = Tensor::from_slice(&MEAN_BGR).to_kind(Kind::Float).to_device(rgb01.device()).view([1, 3, 1, 1]);
+    let mean = Tensor::from_slice(&MEAN_BGR)
+        .to_kind(Kind::Float)
+        .to_device(rgb01.device())
+        .view([1, 3, 1, 1]);
     bgr - mean
 }
 
@@ -173,24 +200,41 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
     let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
     let model = onnx_proto::ModelProto::decode(&bytes[..])
         .map_err(|e| Error::weights(onnx, format!("not an ONNX model ({e})")))?;
-    let graph = model.graph.ok_or_else(|| Error::weights(onnx, "ONNX model has no graph"))?;
+    let graph = model
+        .graph
+        .ok_or_else(|| Error::weights(onnx, "ONNX model has no graph"))?;
     let find = |name: &str| -> Result<Tensor> {
         let t = graph
             .initializer
             .iter()
             .find(|t| t.name == name)
-            .ok_or_else(|| Error::weights(onnx, format!("has no initializer `{name}`: not the Keras VGG-16 export")))?;
+            .ok_or_else(|| {
+                Error::weights(
+                    onnx,
+                    format!("has no initializer `{name}`: not the Keras VGG-16 export"),
+                )
+            })?;
         if t.data_type != 1 {
             return Err(Error::weights(onnx, format!("`{name}` is not float32")));
         }
         let values: Vec<f32> = if !t.raw_data.is_empty() {
-            t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+            t.raw_data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
         } else {
             t.float_data.clone()
         };
         let n: i64 = t.dims.iter().product();
         if values.len() as i64 != n {
-            return Err(Error::weights(onnx, format!("`{name}` holds {} values for shape {:?}", values.len(), t.dims)));
+            return Err(Error::weights(
+                onnx,
+                format!(
+                    "`{name}` holds {} values for shape {:?}",
+                    values.len(),
+                    t.dims
+                ),
+            ));
         }
         Ok(Tensor::from_slice(&values).view(t.dims.as_slice()))
     };
@@ -200,7 +244,9 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
     for (block, convs) in [(1, 2), (2, 2), (3, 3), (4, 3), (5, 3)] {
         for c in 1..=convs {
             let (cin, cout) = CONV_CHANNELS[conv];
-            let w = find(&format!("functional_1/block{block}_conv{c}_1/convolution/ReadVariableOp:0"))?;
+            let w = find(&format!(
+                "functional_1/block{block}_conv{c}_1/convolution/ReadVariableOp:0"
+            ))?;
             let b = find(&format!("functional_1/block{block}_conv{c}_1/Squeeze:0"))?;
             if w.size() != [cout, cin, 3, 3] || b.size() != [cout] {
                 return Err(Error::weights(

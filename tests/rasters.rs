@@ -37,7 +37,10 @@ fn chips_from_uint8_uint16_and_float32_rasters() {
         assert!(lr.is_none());
         assert_eq!((hr.len(), hr.bands, hr.height, hr.width), (4, 3, 32, 32));
         // Normalised to roughly [0, 1] by the 1st–99th percentiles.
-        let (lo, hi) = hr.pixels.iter().fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        let (lo, hi) = hr
+            .pixels
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
         assert!(lo > -0.3 && hi < 1.3, "{}: {lo}..{hi}", p.display());
         // Geometry: the tile's geotransform starts at its window.
         let t = &hr.tiles[0];
@@ -65,13 +68,22 @@ fn epochs_reshuffle_and_validation_is_fixed() {
     let mut sorted = first_epoch.clone();
     sorted.sort();
     sorted.dedup();
-    assert_eq!(sorted.len(), first_epoch.len(), "no chip twice within an epoch");
+    assert_eq!(
+        sorted.len(),
+        first_epoch.len(),
+        "no chip twice within an epoch"
+    );
     let (v1, _) = plan.val_batch(0).unwrap();
     let (v2, _) = plan.val_batch(0).unwrap();
     assert_eq!(v1.split, Split::Val);
     assert_eq!(v1.pixels, v2.pixels);
     let val_windows: Vec<_> = plan.val.iter().map(|c| [c.x, c.y]).collect();
-    assert!(plan.train.iter().all(|c| !val_windows.contains(&[c.x, c.y])), "validation chips are held out");
+    assert!(
+        plan.train
+            .iter()
+            .all(|c| !val_windows.contains(&[c.x, c.y])),
+        "validation chips are held out"
+    );
 }
 
 #[test]
@@ -119,25 +131,40 @@ fn paired_hr_lr_folders() {
     // A wrongly sized LR raster is refused, naming it.
     uint16_scene(&lr_dir.join("t1.tif"), 3, 60, 32);
     let err = ChipPlan::new(&s).err().unwrap().to_string();
-    assert!(err.contains("t1.tif") && err.contains("expected 64x32"), "{err}");
+    assert!(
+        err.contains("t1.tif") && err.contains("expected 64x32"),
+        "{err}"
+    );
 }
 
 #[test]
 fn bad_inputs_give_one_clear_error_each() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.tif");
-    let err = ChipPlan::new(&settings(&missing)).err().unwrap().to_string();
-    assert!(err.contains("nope.tif") && err.contains("no such file"), "{err}");
+    let err = ChipPlan::new(&settings(&missing))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("nope.tif") && err.contains("no such file"),
+        "{err}"
+    );
 
     let text = dir.path().join("notes.tif");
     std::fs::write(&text, "not a raster at all").unwrap();
     let err = ChipPlan::new(&settings(&text)).err().unwrap().to_string();
-    assert!(err.contains("notes.tif") && err.contains("cannot open it as a raster"), "{err}");
+    assert!(
+        err.contains("notes.tif") && err.contains("cannot open it as a raster"),
+        "{err}"
+    );
 
     let small = dir.path().join("small.tif");
     uint16_scene(&small, 3, 20, 20);
     let err = ChipPlan::new(&settings(&small)).err().unwrap().to_string();
-    assert!(err.contains("small.tif") && err.contains("smaller than one chip"), "{err}");
+    assert!(
+        err.contains("small.tif") && err.contains("smaller than one chip"),
+        "{err}"
+    );
 
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();

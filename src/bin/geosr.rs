@@ -13,18 +13,25 @@ fn main() -> eyre::Result<()> {
         Some("import-vgg") if args.len() == 3 => {
             let n = geosr::vgg::import_onnx(&PathBuf::from(&args[1]), &PathBuf::from(&args[2]))?;
             if n != geosr::vgg::PARAMETERS {
-                bail!("converted {n} parameters, VGG-16's conv base has {}", geosr::vgg::PARAMETERS);
+                bail!(
+                    "converted {n} parameters, VGG-16's conv base has {}",
+                    geosr::vgg::PARAMETERS
+                );
             }
             println!("wrote {} ({n} parameters in 13 conv layers)", args[2]);
         }
         Some("summary") if args.len() >= 2 => {
             let run = PathBuf::from(&args[1]);
             let graph = match args.get(2).map(String::as_str) {
-                Some("--graph") => Some(PathBuf::from(args.get(3).ok_or_else(|| eyre::eyre!("--graph needs a file"))?)),
+                Some("--graph") => Some(PathBuf::from(
+                    args.get(3)
+                        .ok_or_else(|| eyre::eyre!("--graph needs a file"))?,
+                )),
                 Some(other) => bail!("unknown argument `{other}`"),
                 None => None,
             };
-            let (text, ok) = geosr::summary::summarise(&run, graph.as_deref()).wrap_err("summary")?;
+            let (text, ok) =
+                geosr::summary::summarise(&run, graph.as_deref()).wrap_err("summary")?;
             print!("{text}");
             if !ok {
                 bail!("tile counts do not match along the graph");

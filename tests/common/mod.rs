@@ -9,7 +9,11 @@ pub fn root() -> PathBuf {
 /// The converted VGG-16 weights made by `scripts/setup`.
 pub fn vgg_weights() -> PathBuf {
     let p = root().join("weights/vgg16.safetensors");
-    assert!(p.is_file(), "{} is missing: run scripts/setup first", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup first",
+        p.display()
+    );
     p
 }
 
@@ -21,7 +25,11 @@ pub fn pattern(bands: usize, w: usize, h: usize, scale: f32, offset: f32) -> Vec
             for x in 0..w {
                 let (xf, yf) = (x as f32, y as f32);
                 let smooth = 0.5 + 0.25 * ((xf * 0.05 + b as f32).sin() * (yf * 0.07).cos());
-                let edge = if (x / 11 + y / 13) % 2 == 0 { 0.15 } else { 0.0 };
+                let edge = if (x / 11 + y / 13) % 2 == 0 {
+                    0.15
+                } else {
+                    0.0
+                };
                 let stripes = 0.08 * ((xf + yf * 0.5) * 0.9).sin();
                 v.push(offset + scale * (smooth + edge + stripes));
             }

@@ -10,7 +10,10 @@ use geosr::stage::send_batch;
 use geosr::tile::TileBatch;
 
 fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().wrap_err("degrade: reading settings")?;
+    let settings = Settings::from_env().map_err(|e| eyre::eyre!("degrade: {e}"))?;
+    settings
+        .check_run_dir()
+        .map_err(|e| eyre::eyre!("degrade: {e}"))?;
     geosr::telemetry::init("degrade", Some(&settings.run_dir));
     let deg = Degradation::from_settings(&settings);
     let (mut node, mut events) = DoraNode::init_from_env()?;
@@ -23,8 +26,11 @@ fn main() -> eyre::Result<()> {
                     .as_str()
                     .strip_prefix("hr")
                     .map(|suffix| format!("lr{suffix}"))
-                    .ok_or_else(|| eyre::eyre!("degrade: input `{id}` should be named hr or hr_<suffix>"))?;
-                let hr = TileBatch::from_arrow(data.as_array().as_ref()).wrap_err_with(|| format!("degrade: input `{id}`"))?;
+                    .ok_or_else(|| {
+                        eyre::eyre!("degrade: input `{id}` should be named hr or hr_<suffix>")
+                    })?;
+                let hr = TileBatch::from_arrow(data.as_array().as_ref())
+                    .wrap_err_with(|| format!("degrade: input `{id}`"))?;
                 counts.count_in(id.as_str(), hr.len());
                 let f = deg.factor as usize;
                 let (c, h, w) = (hr.bands, hr.height, hr.width);

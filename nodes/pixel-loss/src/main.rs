@@ -1,11 +1,13 @@
 //! `pixel-loss`: the per-pixel loss stage (L1 or MSE on normalised pixels). Same protocol as
 //! `vgg-loss`, so a graph swaps one for the other. See README.md beside this file.
-use eyre::WrapErr;
 use geosr::loss::PixelLoss;
 use geosr::settings::Settings;
 
 fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().wrap_err("pixel-loss: reading settings")?;
+    let settings = Settings::from_env().map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
+    settings
+        .check_run_dir()
+        .map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
     geosr::telemetry::init("pixel-loss", Some(&settings.run_dir));
     settings.apply_threads();
     let device = settings.torch_device()?;

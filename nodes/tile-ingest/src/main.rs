@@ -1,7 +1,6 @@
 //! `tile-ingest`: serves HR chips (and LR chips for paired data) one batch per request.
 //! See README.md beside this file for inputs, outputs and settings.
 use dora_node_api::{DoraNode, Event};
-use eyre::WrapErr;
 use geosr::chips::ChipPlan;
 use geosr::flow::{Request, TileCounts};
 use geosr::settings::Settings;
@@ -9,11 +8,14 @@ use geosr::stage::send_batch;
 use geosr::tile::Split;
 
 fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().wrap_err("tile-ingest: reading settings")?;
+    let settings = Settings::from_env().map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    settings
+        .check_run_dir()
+        .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
     geosr::telemetry::init("tile-ingest", Some(&settings.run_dir));
     let (mut node, mut events) = DoraNode::init_from_env()?;
     // Plan before serving anything: a bad input fails here with one message naming the file.
-    let mut plan = ChipPlan::new(&settings).wrap_err("tile-ingest")?;
+    let mut plan = ChipPlan::new(&settings).map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
     let rasters: Vec<_> = plan.rasters().into_iter().cloned().collect();
     let data = serde_json::json!({
         "rasters": rasters,

@@ -49,7 +49,8 @@ struct Run {
     pending: Option<Pending>,
     val: Option<ValPass>,
     counts: TileCounts,
-    metrics: std::fs::File,
+    /// Opened when the first batch arrives, so a run that fails to start truncates nothing.
+    metrics: Option<std::fs::File>,
     loss_sum: f64,
     loss_n: u64,
     last_val: Option<Validation>,
@@ -61,29 +62,24 @@ struct Run {
 }
 
 fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().wrap_err("unet-train: reading settings")?;
+    let settings = Settings::from_env().map_err(|e| eyre::eyre!("unet-train: {e}"))?;
+    settings
+        .check_run_dir()
+        .map_err(|e| eyre::eyre!("unet-train: {e}"))?;
     geosr::telemetry::init("unet-train", Some(&settings.run_dir));
     settings.apply_threads();
     let (node, mut events) = DoraNode::init_from_env()?;
-    let inputs: Vec<String> = node.node_config().inputs.keys().map(|k| k.to_string()).collect();
+    let inputs: Vec<String> = node
+        .node_config()
+        .inputs
+        .keys()
+        .map(|k| k.to_string())
+        .collect();
     let losses = loss_inputs(&inputs, &settings)?;
     let resume = match &settings.resume {
         Some(dir) => Some(load_checkpoint(dir).wrap_err("unet-train: resume")?),
         None => None,
     };
-    std::fs::create_dir_all(&settings.run_dir).wrap_err_with(|| format!("creating {}", settings.run_dir.display()))?;
-    let metrics_path = settings.run_dir.join("metrics.csv");
-    let fresh = resume.is_none() || !metrics_path.exists();
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(!fresh)
-        .write(true)
-        .truncate(fresh)
-        .open(&metrics_path)
-        .wrap_err_with(|| format!("opening {}", metrics_path.display()))?;
-    if fresh {
-        writeln!(metrics, "step,epoch,train_loss,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,lr,elapsed_s")?;
-    }
     tracing::info!(?losses, run_dir = %settings.run_dir.display(), "trainer ready");
     let mut run = Run {
         total_steps: settings.steps.map(u64::from).unwrap_or(0),
@@ -99,7 +95,7 @@ fn main() -> eyre::Result<()> {
         pending: None,
         val: None,
         counts: TileCounts::new("unet-train"),
-        metrics,
+        metrics: None,
         loss_sum: 0.0,
         loss_n: 0,
         last_val: None,
@@ -115,7 +111,8 @@ fn main() -> eyre::Result<()> {
     while let Some(event) = events.recv() {
         match event {
             Event::Input { id, data, .. } => {
-                let batch = TileBatch::from_arrow(data.as_array().as_ref()).wrap_err_with(|| format!("unet-train: input `{id}`"))?;
+                let batch = TileBatch::from_arrow(data.as_array().as_ref())
+                    .wrap_err_with(|| format!("unet-train: input `{id}`"))?;
                 match id.as_str() {
                     "lr" => {
                         run.counts.count_in("lr", batch.len());
@@ -126,9 +123,15 @@ fn main() -> eyre::Result<()> {
                     }
                     "lr_val" | "hr_val" => {
                         run.counts.count_in(id.as_str(), batch.len());
-                        let val = run.val.as_mut().ok_or_else(|| eyre::eyre!("validation batch outside a validation pass"))?;
+                        let val = run.val.as_mut().ok_or_else(|| {
+                            eyre::eyre!("validation batch outside a validation pass")
+                        })?;
                         val.total = Some(batch.batches_in_split);
-                        let slot = if id.as_str() == "lr_val" { &mut val.lr } else { &mut val.hr };
+                        let slot = if id.as_str() == "lr_val" {
+                            &mut val.lr
+                        } else {
+                            &mut val.hr
+                        };
                         slot.insert(batch.batch_id, batch);
                     }
                     other if other.starts_with("loss") => {
@@ -145,14 +148,26 @@ fn main() -> eyre::Result<()> {
             Event::InputClosed { id } => {
                 if !run.finished {
                     let id = id.to_string();
-                    let hint = if id.starts_with("loss") { "a loss stage exited" } else { "an upstream stage exited" };
+                    let hint = if id.starts_with("loss") {
+                        "a loss stage exited"
+                    } else {
+                        "an upstream stage exited"
+                    };
                     run.save_progress("stopped early")?;
-                    bail!("unet-train: input `{id}` closed at step {} of {}: {hint}; see its log", run.step(), run.total_steps);
+                    bail!(
+                        "unet-train: input `{id}` closed at step {} of {}: {hint}; see its log",
+                        run.step(),
+                        run.total_steps
+                    );
                 }
             }
             Event::Stop(cause) => {
                 if !run.finished {
-                    tracing::warn!(?cause, step = run.step(), "stopped before the last step; saving a checkpoint to resume from");
+                    tracing::warn!(
+                        ?cause,
+                        step = run.step(),
+                        "stopped before the last step; saving a checkpoint to resume from"
+                    );
                     run.save_progress("stopped")?;
                 }
                 break;
@@ -162,7 +177,11 @@ fn main() -> eyre::Result<()> {
     }
     run.counts.write(&run.settings.run_dir)?;
     if !run.finished {
-        bail!("unet-train: the dataflow ended at step {} of {}", run.step(), run.total_steps);
+        bail!(
+            "unet-train: the dataflow ended at step {} of {}",
+            run.step(),
+            run.total_steps
+        );
     }
     Ok(())
 }
@@ -179,15 +198,25 @@ fn loss_inputs(inputs: &[String], s: &Settings) -> eyre::Result<Vec<(String, f64
     }
     let weights = s.loss_weight_map()?;
     for (w, _) in &weights {
-        if !names.iter().any(|n| n.trim_start_matches("loss").trim_start_matches('_') == w) {
+        if !names
+            .iter()
+            .any(|n| n.trim_start_matches("loss").trim_start_matches('_') == w)
+        {
             bail!("unet-train: loss_weights names `{w}`, but the wired loss inputs are {names:?}");
         }
     }
     Ok(names
         .into_iter()
         .map(|n| {
-            let short = n.trim_start_matches("loss").trim_start_matches('_').to_owned();
-            let w = weights.iter().find(|(k, _)| *k == short).map(|(_, w)| *w).unwrap_or(1.0);
+            let short = n
+                .trim_start_matches("loss")
+                .trim_start_matches('_')
+                .to_owned();
+            let w = weights
+                .iter()
+                .find(|(k, _)| *k == short)
+                .map(|(_, w)| *w)
+                .unwrap_or(1.0);
             (n, w)
         })
         .collect())
@@ -207,14 +236,42 @@ impl Run {
         Ok(())
     }
 
-    fn init_trainer(&mut self, first: &TileBatch, resume: Option<geosr::checkpoint::LoadedCheckpoint>, start: u64) -> eyre::Result<()> {
+    fn init_trainer(
+        &mut self,
+        first: &TileBatch,
+        resume: Option<geosr::checkpoint::LoadedCheckpoint>,
+        start: u64,
+    ) -> eyre::Result<()> {
         let per_epoch = first.batches_in_split.max(1) as u64;
         if self.total_steps == 0 {
-            self.total_steps = self.settings.epochs.map(|e| e as u64 * per_epoch).unwrap_or(DEFAULT_STEPS as u64);
+            self.total_steps = self
+                .settings
+                .epochs
+                .map(|e| e as u64 * per_epoch)
+                .unwrap_or(DEFAULT_STEPS as u64);
         }
         if self.val_every == 0 {
             self.val_every = per_epoch.min(self.total_steps);
         }
+        let run_dir = &self.settings.run_dir;
+        std::fs::create_dir_all(run_dir)
+            .wrap_err_with(|| format!("creating {}", run_dir.display()))?;
+        let metrics_path = run_dir.join("metrics.csv");
+        let fresh = resume.is_none() || !metrics_path.exists();
+        let mut metrics = std::fs::OpenOptions::new()
+            .create(true)
+            .append(!fresh)
+            .write(true)
+            .truncate(fresh)
+            .open(&metrics_path)
+            .wrap_err_with(|| format!("opening {}", metrics_path.display()))?;
+        if fresh {
+            writeln!(
+                metrics,
+                "step,epoch,train_loss,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,lr,elapsed_s"
+            )?;
+        }
+        self.metrics = Some(metrics);
         let cfg = UNetConfig::from_settings(&self.settings, first.bands);
         let device = self.settings.torch_device()?;
         let mut trainer = Trainer::new(&cfg, &self.settings, device, self.total_steps);
@@ -228,27 +285,54 @@ impl Run {
             val_every = self.val_every,
             batches_per_epoch = per_epoch,
             bands = first.bands,
-            parameters = trainer.vs.trainable_variables().iter().map(|t| t.numel()).sum::<usize>(),
+            parameters = trainer
+                .vs
+                .trainable_variables()
+                .iter()
+                .map(|t| t.numel())
+                .sum::<usize>(),
             "training starts"
         );
         self.trainer = Some(trainer);
-        self.first = Some(TileBatch { pixels: Vec::new(), tiles: Vec::new(), ..first.clone() });
+        self.first = Some(TileBatch {
+            pixels: Vec::new(),
+            tiles: Vec::new(),
+            ..first.clone()
+        });
         // Ask for exactly the batches the remaining steps use, `prefetch` ahead of training.
         self.train_target = self.total_steps.saturating_sub(start);
-        let ahead = (self.settings.prefetch as u64).max(1).min(self.train_target.saturating_sub(self.requested_train));
+        let ahead = (self.settings.prefetch as u64)
+            .max(1)
+            .min(self.train_target.saturating_sub(self.requested_train));
         self.request_train(ahead)?;
         Ok(())
     }
 
     fn loss_reply(&mut self, input: &str, batch: TileBatch) -> eyre::Result<()> {
-        let pending = self.pending.as_mut().ok_or_else(|| eyre::eyre!("unet-train: `{input}` answered with no prediction out"))?;
+        let pending = self
+            .pending
+            .as_mut()
+            .ok_or_else(|| eyre::eyre!("unet-train: `{input}` answered with no prediction out"))?;
         if batch.batch_id != pending.batch_id {
-            bail!("unet-train: `{input}` answered batch {} while batch {} is out", batch.batch_id, pending.batch_id);
+            bail!(
+                "unet-train: `{input}` answered batch {} while batch {} is out",
+                batch.batch_id,
+                pending.batch_id
+            );
         }
-        let loss: f64 = batch.loss.as_ref().ok_or_else(|| eyre::eyre!("unet-train: `{input}` sent no loss column"))?.iter().sum();
+        let loss: f64 = batch
+            .loss
+            .as_ref()
+            .ok_or_else(|| eyre::eyre!("unet-train: `{input}` sent no loss column"))?
+            .iter()
+            .sum();
         let grad = batch.tensor(tch::Device::Cpu);
         if grad.size() != pending.pred.size() {
-            bail!("unet-train: `{input}` sent a gradient of shape {:?} for a prediction of {:?}", grad.size(), pending.pred.size());
+            bail!(
+                "unet-train: `{input}` sent a gradient of shape {:?} for a prediction of {:?}",
+                grad.size(),
+                pending.pred.size()
+            );
         }
         pending.replies.insert(input.to_owned(), (loss, grad));
         Ok(())
@@ -257,6 +341,9 @@ impl Run {
     /// Moves training or validation on as far as the messages received allow.
     fn drive(&mut self) -> eyre::Result<()> {
         loop {
+            if self.finished {
+                return Ok(());
+            }
             if self.val.is_some() {
                 if !self.drive_validation()? {
                     return Ok(());
@@ -278,17 +365,27 @@ impl Run {
                 }
                 continue;
             }
-            let Some(batch) = self.queue.pop_front() else { return Ok(()) };
+            let Some(batch) = self.queue.pop_front() else {
+                return Ok(());
+            };
             self.start_step(batch)?;
         }
     }
 
     fn start_step(&mut self, batch: TileBatch) -> eyre::Result<()> {
-        let trainer = self.trainer.as_ref().expect("trainer exists once a batch arrived");
+        let trainer = self
+            .trainer
+            .as_ref()
+            .expect("trainer exists once a batch arrived");
         self.epoch = batch.epoch;
         let pred = trainer.predict(&batch);
         let msg = batch.with_pixels(&pred.detach())?;
-        self.pending = Some(Pending { batch_id: batch.batch_id, tiles: batch.len(), pred, replies: BTreeMap::new() });
+        self.pending = Some(Pending {
+            batch_id: batch.batch_id,
+            tiles: batch.len(),
+            pred,
+            replies: BTreeMap::new(),
+        });
         let n = send_batch(&mut self.node, "pred", msg)?;
         self.counts.count_out("pred", n);
         if self.requested_train < self.train_target {
@@ -304,9 +401,16 @@ impl Run {
             .iter()
             .map(|(name, w)| (*w, p.replies[name].1.shallow_clone()))
             .collect();
-        let loss: f64 = self.losses.iter().map(|(name, w)| w * p.replies[name].0).sum();
+        let loss: f64 = self
+            .losses
+            .iter()
+            .map(|(name, w)| w * p.replies[name].0)
+            .sum();
         if !loss.is_finite() {
-            bail!("unet-train: the loss became {loss} at step {}; lower `lr`", self.step() + 1);
+            bail!(
+                "unet-train: the loss became {loss} at step {}; lower `lr`",
+                self.step() + 1
+            );
         }
         let grad = combine_grads(&parts);
         let trainer = self.trainer.as_mut().expect("exists");
@@ -318,7 +422,14 @@ impl Run {
         if step % 10 == 0 || step == self.total_steps {
             let secs = self.window_start.elapsed().as_secs_f64();
             let rate = self.window_tiles as f64 / secs.max(1e-9);
-            tracing::info!(step, of = self.total_steps, loss = format!("{:.5}", self.loss_sum / self.loss_n as f64), tiles_per_s = format!("{rate:.1}"), lr = format!("{lr:.2e}"), "progress");
+            tracing::info!(
+                step,
+                of = self.total_steps,
+                loss = format!("{:.5}", self.loss_sum / self.loss_n as f64),
+                tiles_per_s = format!("{rate:.1}"),
+                lr = format!("{lr:.2e}"),
+                "progress"
+            );
             self.write_row(step, None, lr)?;
             self.window_start = Instant::now();
             self.window_tiles = 0;
@@ -353,7 +464,12 @@ impl Run {
     fn drive_validation(&mut self) -> eyre::Result<bool> {
         let trainer = self.trainer.as_ref().expect("exists");
         let pass = self.val.as_mut().expect("checked");
-        let ready: Vec<u64> = pass.lr.keys().filter(|k| pass.hr.contains_key(k)).copied().collect();
+        let ready: Vec<u64> = pass
+            .lr
+            .keys()
+            .filter(|k| pass.hr.contains_key(k))
+            .copied()
+            .collect();
         let progressed = !ready.is_empty();
         for id in ready {
             let lr = pass.lr.remove(&id).expect("listed");
@@ -366,7 +482,11 @@ impl Run {
             let room = (self.settings.prefetch.max(1)).saturating_sub(outstanding);
             let to_ask = room.min(total - pass.requested);
             for _ in 0..to_ask {
-                send_array(&mut self.node, "request", Request::val(pass.requested as u64).to_arrow())?;
+                send_array(
+                    &mut self.node,
+                    "request",
+                    Request::val(pass.requested as u64).to_arrow(),
+                )?;
                 self.counts.count_out("request", 1);
                 pass.requested += 1;
             }
@@ -394,27 +514,41 @@ impl Run {
         self.write_row(step, Some(q), f64::NAN)?;
         if step >= self.total_steps {
             self.finish()?;
-        } else if self.settings.checkpoint_every == 0 || step % self.settings.checkpoint_every as u64 == 0 {
+        } else if self.settings.checkpoint_every == 0
+            || step % self.settings.checkpoint_every as u64 == 0
+        {
             self.save_progress("validated")?;
         }
         Ok(())
     }
 
     fn write_row(&mut self, step: u64, q: Option<Validation>, lr: f64) -> eyre::Result<()> {
-        let loss = if self.loss_n > 0 { format!("{:.6}", self.loss_sum / self.loss_n as f64) } else { String::new() };
-        let v = |x: Option<f64>, digits: usize| x.map(|x| format!("{x:.digits$}")).unwrap_or_default();
+        let loss = if self.loss_n > 0 {
+            format!("{:.6}", self.loss_sum / self.loss_n as f64)
+        } else {
+            String::new()
+        };
+        let v =
+            |x: Option<f64>, digits: usize| x.map(|x| format!("{x:.digits$}")).unwrap_or_default();
+        let Some(metrics) = self.metrics.as_mut() else {
+            return Ok(());
+        };
         writeln!(
-            self.metrics,
+            metrics,
             "{step},{},{loss},{},{},{},{},{},{:.1}",
             self.epoch,
             v(q.map(|q| q.sr.psnr()), 4),
             v(q.map(|q| q.sr.ssim()), 5),
             v(q.map(|q| q.bicubic.psnr()), 4),
             v(q.map(|q| q.bicubic.ssim()), 5),
-            if lr.is_nan() { String::new() } else { format!("{lr:.3e}") },
+            if lr.is_nan() {
+                String::new()
+            } else {
+                format!("{lr:.3e}")
+            },
             self.started.elapsed().as_secs_f64()
         )?;
-        self.metrics.flush()?;
+        metrics.flush()?;
         if q.is_none() {
             self.loss_sum = 0.0;
             self.loss_n = 0;
@@ -459,12 +593,18 @@ impl Run {
         let r0 = rasters.first().cloned().unwrap_or_default();
         let mut losses = Vec::new();
         for (name, w) in &self.losses {
-            let stage = self.node.node_config().inputs.get(&dora_node_api::dora_core::config::DataId::from(name.clone()));
-            let source = stage.map(|s| format!("{:?}", s.mapping)).unwrap_or_default();
+            let stage = self.node.node_config().inputs.get(
+                &dora_node_api::dora_core::config::DataId::from(name.clone()),
+            );
+            let source = stage
+                .map(|s| format!("{:?}", s.mapping))
+                .unwrap_or_default();
             losses.push(serde_json::json!({ "input": name, "weight": w, "from": source }));
         }
         // Attach each loss stage's own description, written by the stage at start-up.
-        let stages = std::fs::read_dir(run.join("stages")).map(|d| d.filter_map(|e| e.ok()).collect::<Vec<_>>()).unwrap_or_default();
+        let stages = std::fs::read_dir(run.join("stages"))
+            .map(|d| d.filter_map(|e| e.ok()).collect::<Vec<_>>())
+            .unwrap_or_default();
         for e in stages {
             losses.push(read_json(&e.path())?);
         }
@@ -499,6 +639,7 @@ impl Run {
 }
 
 fn read_json(path: &Path) -> eyre::Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).wrap_err_with(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).wrap_err_with(|| format!("parsing {}", path.display()))
 }

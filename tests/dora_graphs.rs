@@ -1,0 +1,289 @@
+//! The training graphs run through a real dora coordinator and daemon on small GeoTIFFs: the
+//! checkpoint, the model card, metrics.csv, resume, tile counts along every edge, and one clear
+//! failure per kind of bad input with nothing half-written.
+//!
+//! Needs `scripts/setup` (dora in .venv, release binaries, VGG weights); `scripts/test` runs it.
+mod common;
+use common::*;
+use geosr::checkpoint::ModelCard;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn dora_bin() -> PathBuf {
+    let p = root().join(".venv/bin/dora");
+    assert!(p.is_file(), "{} missing: run scripts/setup", p.display());
+    p
+}
+
+/// Brings a coordinator and daemon up for the test and down again afterwards, unless one was
+/// already running.
+struct Daemon {
+    started: bool,
+}
+
+impl Daemon {
+    fn up() -> Self {
+        let running = dora(&["list"]).status.success();
+        if !running {
+            let out = dora(&["up"]);
+            assert!(
+                out.status.success(),
+                "dora up failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Daemon { started: !running }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.started {
+            let _ = dora(&["down"]);
+        }
+    }
+}
+
+fn dora(args: &[&str]) -> std::process::Output {
+    let path = format!(
+        "{}:{}",
+        root().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    Command::new(dora_bin())
+        .args(args)
+        .current_dir(root())
+        .env("PATH", path)
+        .output()
+        .expect("dora runs")
+}
+
+/// Runs `dora start <graph> --attach` with a settings file; returns success and all output.
+fn run_graph(graph: &str, settings: &Path) -> (bool, String) {
+    let path = format!(
+        "{}:{}",
+        root().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = settings.with_extension("log");
+    let mut child = Command::new(dora_bin())
+        .args(["start", graph, "--attach", "--env"])
+        .arg(format!("GEOSR_SETTINGS={}", settings.display()))
+        .current_dir(root())
+        .env("PATH", path)
+        .env("RUST_BACKTRACE", "0")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+        ))
+        .spawn()
+        .expect("dora start runs");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{graph} did not finish within 300 s; log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    (
+        status.success(),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+    )
+}
+
+fn write_settings(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.yml"));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+/// Small but complete: 2x, a one-level U-Net, VGG up to relu1_2, a few steps.
+fn tiny(input: &Path, run: &Path, extra: &str) -> String {
+    format!(
+        "input: {}\nrun_dir: {}\nchip_size: 32\nfactor: 2\nunet_depth: 1\nunet_width: 8\nbatch_size: 4\nval_split_pct: 25\nvgg_layers: relu1_2\nfeature_weight: 1.0e-6\nthreads: 1\n{extra}",
+        input.display(),
+        run.display()
+    )
+}
+
+fn card(run: &Path) -> ModelCard {
+    serde_json::from_str(&std::fs::read_to_string(run.join("model.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn training_graphs_through_a_real_daemon() {
+    let _daemon = Daemon::up();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.tif");
+    uint16_scene(&scene, 3, 160, 128);
+
+    // Perceptual training, validation every 3 steps.
+    let run = dir.path().join("runs/vgg");
+    let s = write_settings(
+        dir.path(),
+        "vgg",
+        &tiny(&scene, &run, "steps: 6\nval_every: 3\n"),
+    );
+    let (ok, log) = run_graph("graphs/train.yml", &s);
+    assert!(ok, "train.yml failed:\n{log}");
+    assert!(
+        log.contains("progress") && log.contains("validation"),
+        "progress and validation show while it runs:\n{log}"
+    );
+    let c = card(&run);
+    assert_eq!(
+        (
+            c.step,
+            c.downsample_factor,
+            c.architecture.width,
+            c.architecture.bands
+        ),
+        (6, 2, 8, 3)
+    );
+    assert_eq!(c.data_type, "UInt16");
+    assert_eq!(c.colour, "gray,undefined,undefined");
+    assert!(
+        c.losses
+            .iter()
+            .any(|l| l["stage"] == "vgg-loss" && l["description"]["vgg_layers"] == "relu1_2"),
+        "{:?}",
+        c.losses
+    );
+    assert!(c.metrics["val_psnr"].as_f64().unwrap().is_finite());
+    assert_eq!(
+        geosr::checkpoint::sha256_file(&run.join("model.safetensors")).unwrap(),
+        c.weights_sha256
+    );
+    assert!(run
+        .join("checkpoints/step-000006/model.safetensors")
+        .is_file());
+    assert!(run.join("optimizer.safetensors").is_file());
+    let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    let val_rows: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(3).is_some_and(|v| !v.is_empty()))
+        .collect();
+    assert_eq!(val_rows.len(), 2, "validation at steps 3 and 6:\n{csv}");
+    assert!(csv.starts_with("step,epoch,train_loss,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim"));
+    let (summary, edges_ok) =
+        geosr::summary::summarise(&run, Some(&root().join("graphs/train.yml"))).unwrap();
+    assert!(edges_ok, "tile counts along the graph:\n{summary}");
+    assert!(summary.contains("none lost"), "{summary}");
+
+    // Resume the same run to 9 steps: optimiser state and step count carry on.
+    let s = write_settings(
+        dir.path(),
+        "resume",
+        &tiny(
+            &scene,
+            &run,
+            &format!("steps: 9\nval_every: 3\nresume: {}\n", run.display()),
+        ),
+    );
+    let (ok, log) = run_graph("graphs/train.yml", &s);
+    assert!(ok, "resume failed:\n{log}");
+    assert_eq!(card(&run).step, 9);
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.csv"))
+            .unwrap()
+            .matches("step,epoch")
+            .count(),
+        1,
+        "metrics.csv appended, not restarted"
+    );
+
+    // A fresh run into a finished run's folder is refused and changes nothing there.
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let s = write_settings(dir.path(), "again", &tiny(&scene, &run, "steps: 3\n"));
+    let (ok, log) = run_graph("graphs/train.yml", &s);
+    assert!(
+        !ok && log.contains("already holds a trained model"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(run.join("model.safetensors")).unwrap(),
+        before
+    );
+
+    // The pixel-loss graph: the same graph with another loss stage wired.
+    let run_px = dir.path().join("runs/pixel");
+    let s = write_settings(
+        dir.path(),
+        "pixel",
+        &tiny(&scene, &run_px, "steps: 4\npixel_loss: mse\n"),
+    );
+    let (ok, log) = run_graph("graphs/train-pixel.yml", &s);
+    assert!(ok, "train-pixel.yml failed:\n{log}");
+    let c = card(&run_px);
+    assert!(
+        c.losses
+            .iter()
+            .any(|l| l["stage"] == "pixel-loss" && l["description"]["pixel_loss"] == "mse"),
+        "{:?}",
+        c.losses
+    );
+    assert!(
+        geosr::summary::summarise(&run_px, Some(&root().join("graphs/train-pixel.yml")))
+            .unwrap()
+            .1
+    );
+
+    // Bad inputs: one clear error each, a non-zero exit, and no checkpoint.
+    let small = dir.path().join("small.tif");
+    uint16_scene(&small, 3, 24, 24);
+    let text = dir.path().join("readme.tif");
+    std::fs::write(&text, "this is text, not a raster").unwrap();
+    let cases = [
+        (
+            "missing",
+            tiny(
+                &dir.path().join("nowhere.tif"),
+                &dir.path().join("runs/missing"),
+                "steps: 3\n",
+            ),
+            "nowhere.tif: no such file",
+        ),
+        (
+            "not-raster",
+            tiny(&text, &dir.path().join("runs/not-raster"), "steps: 3\n"),
+            "readme.tif: GDAL cannot open it as a raster",
+        ),
+        (
+            "too-small",
+            tiny(&small, &dir.path().join("runs/too-small"), "steps: 3\n"),
+            "smaller than one chip",
+        ),
+        (
+            "no-weights",
+            tiny(
+                &scene,
+                &dir.path().join("runs/no-weights"),
+                "steps: 3\nvgg_weights: /nonexistent/vgg16.safetensors\n",
+            ),
+            "/nonexistent/vgg16.safetensors: not found",
+        ),
+    ];
+    for (name, body, message) in cases {
+        let s = write_settings(dir.path(), name, &body);
+        let (ok, log) = run_graph("graphs/train.yml", &s);
+        assert!(!ok, "{name}: the graph should fail:\n{log}");
+        assert!(
+            log.contains(message),
+            "{name}: expected `{message}` in:\n{log}"
+        );
+        let run = dir.path().join("runs").join(name);
+        assert!(
+            !run.join("model.safetensors").exists() && !run.join("checkpoints").exists(),
+            "{name}: nothing half-written"
+        );
+    }
+}
