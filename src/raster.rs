@@ -4,7 +4,7 @@
 //! Every error names the file and the problem, so "not a raster", "no such file" and "too small
 //! for a chip" each read as one clear sentence.
 //!
-//! ```no_run
+//! ```
 //! use geosr::raster::RasterSource;
 //! let src = RasterSource::open("data/demo/landsat8-224078-crop.tif".as_ref(), &[]).unwrap();
 //! let chip = src.read_window(0, 0, 64, 64).unwrap(); // CHW, f32

@@ -5,7 +5,7 @@
 //! The last convolution starts at zero, so an untrained network reproduces the bicubic (or
 //! bilinear) skip exactly and training can only move it away from there.
 //!
-//! ```no_run
+//! ```
 //! use geosr::unet::{UNet, UNetConfig};
 //! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: "pixelshuffle".into(), skip: "bicubic".into() };
 //! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
