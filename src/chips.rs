@@ -8,7 +8,7 @@ use crate::raster::{list_rasters, RasterSource};
 use crate::settings::Settings;
 use crate::tile::{Split, TileBatch, TileGeometry};
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 
 /// Per-band normalisation: `normalised = (native − offset) / scale`.
@@ -106,6 +106,7 @@ pub struct ChipPlan {
     factor: u32,
     batch: usize,
     seed: u64,
+    augment: bool,
     epoch: u32,
     cursor: usize,
     order: Vec<usize>,
@@ -219,6 +220,7 @@ impl ChipPlan {
             factor: settings.factor,
             batch: settings.batch_size as usize,
             seed: settings.seed,
+            augment: settings.augment,
             epoch: 0,
             cursor: 0,
             order: Vec::new(),
@@ -348,6 +350,13 @@ impl ChipPlan {
                     *v = (native - self.norm.offset[b]) / self.norm.scale[b];
                 }
             }
+            if self.augment && split == Split::Train {
+                // One of the 8 flips/rotations of the square, the same for HR and paired LR
+                // (seeded by run seed, batch and tile).
+                let k = tiles.len() as u64;
+                let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ k);
+                px = dihedral(&px, c, size as usize, rng.gen_range(0..8));
+            }
             pixels.extend_from_slice(&px);
             let info = &self.sources[chip.raster].info;
             tiles.push(TileGeometry {
@@ -383,6 +392,28 @@ impl ChipPlan {
             loss: None,
         })
     }
+}
+
+/// Applies transform `t` (0–7: rotation by t·90° for t < 4, then the same after a horizontal
+/// flip) to each `n × n` plane of a CHW stack.
+pub fn dihedral(src: &[f32], c: usize, n: usize, t: u32) -> Vec<f32> {
+    let mut out = vec![0f32; src.len()];
+    for ch in 0..c {
+        let (s, d) = (&src[ch * n * n..(ch + 1) * n * n], &mut out[ch * n * n..(ch + 1) * n * n]);
+        for y in 0..n {
+            for x in 0..n {
+                let (mut sx, mut sy) = (x, y);
+                if t >= 4 {
+                    sx = n - 1 - sx;
+                }
+                for _ in 0..(t % 4) {
+                    (sx, sy) = (sy, n - 1 - sx);
+                }
+                d[y * n + x] = s[sy * n + sx];
+            }
+        }
+    }
+    out
 }
 
 /// Opens the LR rasters matching each HR raster by file name and checks their sizes.

@@ -203,6 +203,21 @@ impl Degradation {
     }
 }
 
+impl Degradation {
+    /// Degrades every tile of an HR batch into an LR batch with the same ids and ground
+    /// footprint. Noise seeds follow the batch and tile, so a run is repeatable.
+    pub fn apply_batch(&self, hr: &crate::tile::TileBatch) -> Result<crate::tile::TileBatch> {
+        let f = self.factor as usize;
+        let (c, h, w) = (hr.bands, hr.height, hr.width);
+        let mut pixels = Vec::with_capacity(hr.pixels.len() / (f * f));
+        for (i, tile) in hr.pixels.chunks_exact(hr.tile_len()).enumerate() {
+            let seed = hr.batch_id.wrapping_mul(1_000_003).wrapping_add(i as u64);
+            pixels.extend(self.apply(tile, c, h, w, seed)?);
+        }
+        hr.derived(c, h / f, w / f, pixels)
+    }
+}
+
 /// JPEG-compresses normalised CHW planes (0–1 mapped to 0–255, each plane as its own grey
 /// image) through GDAL's in-memory files and decodes them again.
 pub fn jpeg_round_trip(src: &[f32], c: usize, h: usize, w: usize, quality: u8) -> Result<Vec<f32>> {

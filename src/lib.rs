@@ -6,6 +6,7 @@
 //! ([`metrics`]), training ([`train`], [`adam`]), checkpoints ([`checkpoint`]), settings
 //! ([`settings`]) and logging ([`telemetry`]). The stages under `nodes/` are thin shells over it.
 pub mod adam;
+pub mod bench;
 pub mod checkpoint;
 pub mod chips;
 pub mod degrade;

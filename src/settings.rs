@@ -85,6 +85,8 @@ pub struct Settings {
     pub steps: Option<u32>,
     /// Training length in passes over the training chips, used when `steps` is unset.
     pub epochs: Option<u32>,
+    /// Random flips and 90° rotations of training chips (validation chips stay as they are).
+    pub augment: bool,
     /// 1-based band numbers to treat as red, green, blue for the perceptual loss; empty means
     /// the bands' GDAL colour interpretation, else the first three bands.
     pub rgb_bands: IntList,
@@ -168,9 +170,10 @@ impl Default for Settings {
             nodata: None,
             val_split_pct: 10.0,
             seed: 42,
-            batch_size: 8,
+            batch_size: 16,
             steps: None,
             epochs: None,
+            augment: true,
             rgb_bands: IntList::default(),
             factor: 4,
             antialias: true,
@@ -191,7 +194,7 @@ impl Default for Settings {
             loss_weights: String::new(),
             vgg_weights: root.join("weights/vgg16.safetensors"),
             vgg_layers: "relu2_2".into(),
-            feature_weight: 1.0,
+            feature_weight: 2e-7,
             pixel_loss: "l1".into(),
             pixel_weight: 1.0,
             run_dir: root.join("runs/train"),
@@ -204,7 +207,7 @@ impl Default for Settings {
 }
 
 /// Default number of optimiser steps when neither `steps` nor `epochs` is set.
-pub const DEFAULT_STEPS: u32 = 600;
+pub const DEFAULT_STEPS: u32 = 2000;
 
 /// The fields whose values are paths, resolved against the folder they were given relative to.
 const PATH_KEYS: &[&str] = &[

@@ -25,6 +25,8 @@
 //! | `loss` | Float64, nullable | loss stages: this tile's share of the batch loss (sum = batch loss); `pixels` then hold ∂loss/∂prediction |
 //!
 //! A batch's rows share `batch_id`, `epoch`, `split`, the shape columns and the normalisation.
+//! Training tiles may be flipped or rotated (`augment`); their geometry still describes the
+//! source window.
 //!
 //! ```
 //! use geosr::tile::{TileBatch, Split};

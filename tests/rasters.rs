@@ -176,3 +176,26 @@ fn bad_inputs_give_one_clear_error_each() {
     let err = ChipPlan::new(&s).err().unwrap().to_string();
     assert!(err.contains("band 4"), "{err}");
 }
+
+#[test]
+fn dihedral_transforms_are_the_eight_symmetries() {
+    use geosr::chips::dihedral;
+    let n = 3;
+    let plane: Vec<f32> = (0..9).map(|v| v as f32).collect();
+    let all: Vec<Vec<f32>> = (0..8).map(|t| dihedral(&plane, 1, n, t)).collect();
+    assert_eq!(all[0], plane);
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            assert_ne!(a, b, "eight distinct transforms");
+        }
+        let mut sorted = a.clone();
+        sorted.sort_by(f32::total_cmp);
+        assert_eq!(sorted, plane, "a permutation of the pixels");
+    }
+    // Four quarter turns make a full turn.
+    let mut r = plane.clone();
+    for _ in 0..4 {
+        r = dihedral(&r, 1, n, 1);
+    }
+    assert_eq!(r, plane);
+}

@@ -3,7 +3,12 @@
 //! ```text
 //! geosr import-vgg <keras-vgg16.onnx> <out.safetensors>   convert the ImageNet VGG-16 conv weights
 //! geosr summary <run_dir> [--graph <graph.yml>]           print a run's summary, check tile counts
+//! geosr bench [steps]                                      dataflow vs single process, hop vs memcpy
 //! ```
+//!
+//! `bench` needs a running dora (`dora up`) and `scripts/env.sh` sourced; it takes the training
+//! settings from the environment like the nodes (`GEOSR_SETTINGS`, `GEOSR_*`) and writes
+//! `runs/bench/bench.md`.
 use eyre::{bail, WrapErr};
 use std::path::PathBuf;
 
@@ -37,8 +42,20 @@ fn main() -> eyre::Result<()> {
                 bail!("tile counts do not match along the graph");
             }
         }
+        Some("bench") if args.len() <= 2 => {
+            let steps: u32 = match args.get(1) {
+                Some(v) => v.parse().map_err(|_| eyre::eyre!("steps `{v}` is not a number"))?,
+                None => 110,
+            };
+            let root = geosr::settings::project_root();
+            let settings = geosr::settings::Settings::from_env()?;
+            let dir = geosr::bench::default_dir(&root);
+            let (md, _) = geosr::bench::run(&root, &settings, steps, &dir)?;
+            std::fs::write(dir.join("bench.md"), &md)?;
+            print!("{md}");
+        }
         _ => {
-            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]");
+            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr bench [steps]");
             std::process::exit(2);
         }
     }

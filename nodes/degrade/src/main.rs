@@ -32,15 +32,7 @@ fn main() -> eyre::Result<()> {
                 let hr = TileBatch::from_arrow(data.as_array().as_ref())
                     .wrap_err_with(|| format!("degrade: input `{id}`"))?;
                 counts.count_in(id.as_str(), hr.len());
-                let f = deg.factor as usize;
-                let (c, h, w) = (hr.bands, hr.height, hr.width);
-                let mut pixels = Vec::with_capacity(hr.pixels.len() / (f * f));
-                for (i, tile) in hr.pixels.chunks_exact(hr.tile_len()).enumerate() {
-                    // Noise seeds follow the batch and tile, so a run is repeatable.
-                    let seed = hr.batch_id.wrapping_mul(1_000_003).wrapping_add(i as u64);
-                    pixels.extend(deg.apply(tile, c, h, w, seed)?);
-                }
-                let lr = hr.derived(c, h / f, w / f, pixels)?;
+                let lr = deg.apply_batch(&hr)?;
                 counts.count_out(&output, send_batch(&mut node, &output, lr)?);
             }
             Event::Stop(_) => break,

@@ -59,6 +59,8 @@ struct Run {
     window_tiles: usize,
     epoch: u32,
     finished: bool,
+    /// Seconds since start at which each step of this process completed (for timing.json).
+    step_done_s: Vec<f64>,
 }
 
 fn main() -> eyre::Result<()> {
@@ -104,6 +106,7 @@ fn main() -> eyre::Result<()> {
         window_tiles: 0,
         epoch: 0,
         finished: false,
+        step_done_s: Vec::new(),
     };
     let start_step = resume.as_ref().map(|r| r.card.step).unwrap_or(0);
     run.request_train(1)?;
@@ -416,6 +419,7 @@ impl Run {
         let trainer = self.trainer.as_mut().expect("exists");
         let lr = trainer.apply(&p.pred, &grad);
         let step = trainer.step();
+        self.step_done_s.push(self.started.elapsed().as_secs_f64());
         self.loss_sum += loss;
         self.loss_n += 1;
         self.window_tiles += p.tiles;
@@ -558,7 +562,25 @@ impl Run {
 
     fn finish(&mut self) -> eyre::Result<()> {
         self.save(true, "final")?;
+        self.write_timing()?;
         self.finished = true;
+        Ok(())
+    }
+
+    /// Training throughput of this process, steps after the first 10 (start-up, allocator and
+    /// thread-pool warm-up) to the last, validation excluded when it only runs at the end.
+    fn write_timing(&self) -> eyre::Result<()> {
+        let t = &self.step_done_s;
+        let skip = 10.min(t.len().saturating_sub(1));
+        let (steps, secs) = ((t.len() - 1 - skip) as f64, t.last().copied().unwrap_or(0.0) - t.get(skip).copied().unwrap_or(0.0));
+        let body = serde_json::json!({
+            "steps_timed": steps,
+            "seconds": secs,
+            "steps_per_s": if secs > 0.0 { steps / secs } else { f64::NAN },
+            "batch_size": self.first.as_ref().map(|b| b.len()),
+            "total_seconds": self.started.elapsed().as_secs_f64(),
+        });
+        geosr::checkpoint::write_atomic(&self.settings.run_dir.join("timing.json"), serde_json::to_string_pretty(&body)?.as_bytes())?;
         Ok(())
     }
 
