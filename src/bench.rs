@@ -40,7 +40,14 @@ pub fn run_dataflow(root: &Path, graph: &str, settings: &Settings, dir: &Path) -
     if !out.status.success() {
         let t = String::from_utf8_lossy(&text);
         let tail: Vec<&str> = t.lines().rev().take(15).collect();
-        return Err(Error::setting(graph, format!("dataflow failed (log {}):\n{}", log.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"))));
+        return Err(Error::setting(
+            graph,
+            format!(
+                "dataflow failed (log {}):\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ),
+        ));
     }
     Ok(())
 }
@@ -59,7 +66,12 @@ pub fn memcpy_bandwidth(bytes: usize, reps: usize) -> f64 {
 }
 
 /// Runs the whole benchmark and returns the markdown table.
-pub fn run(root: &Path, base: &Settings, steps: u32, out_dir: &Path) -> Result<(String, Vec<BenchRow>)> {
+pub fn run(
+    root: &Path,
+    base: &Settings,
+    steps: u32,
+    out_dir: &Path,
+) -> Result<(String, Vec<BenchRow>)> {
     let mut rows = Vec::new();
     // 1. Training throughput: the dataflow.
     let mut s = base.clone();
@@ -69,29 +81,67 @@ pub fn run(root: &Path, base: &Settings, steps: u32, out_dir: &Path) -> Result<(
     if s.run_dir.exists() {
         std::fs::remove_dir_all(&s.run_dir).map_err(|e| Error::io(&s.run_dir, e))?;
     }
-    run_dataflow(root, "graphs/train.yml", &s, &out_dir.join("dataflow-settings"))?;
+    run_dataflow(
+        root,
+        "graphs/train.yml",
+        &s,
+        &out_dir.join("dataflow-settings"),
+    )?;
     let timing = read_json(&s.run_dir.join("timing.json"))?;
     let flow = timing["steps_per_s"].as_f64().unwrap_or(f64::NAN);
 
     // 2. The same training in one process.
     s.apply_threads();
     let loss = crate::loss::PerceptualLoss::new(&s, s.torch_device()?)?;
-    let single = crate::train::train_in_process(&s, &loss, steps as u64, false, |_, _| {})?.steps_per_s;
-    rows.push(BenchRow { what: "training, dataflow (5 processes)".into(), value: flow, unit: "steps/s".into() });
-    rows.push(BenchRow { what: "training, single process (same model, batch, loss)".into(), value: single, unit: "steps/s".into() });
-    rows.push(BenchRow { what: "ratio dataflow / single process".into(), value: flow / single, unit: "".into() });
+    let single =
+        crate::train::train_in_process(&s, &loss, steps as u64, false, |_, _| {})?.steps_per_s;
+    rows.push(BenchRow {
+        what: "training, dataflow (5 processes)".into(),
+        value: flow,
+        unit: "steps/s".into(),
+    });
+    rows.push(BenchRow {
+        what: "training, single process (same model, batch, loss)".into(),
+        value: single,
+        unit: "steps/s".into(),
+    });
+    rows.push(BenchRow {
+        what: "ratio dataflow / single process".into(),
+        value: flow / single,
+        unit: "".into(),
+    });
 
     // 3. One hop between two nodes against memcpy.
     let mut h = base.clone();
     h.run_dir = out_dir.join("hop");
-    run_dataflow(root, "graphs/bench-hop.yml", &h, &out_dir.join("hop-settings"))?;
+    run_dataflow(
+        root,
+        "graphs/bench-hop.yml",
+        &h,
+        &out_dir.join("hop-settings"),
+    )?;
     let hop = read_json(&h.run_dir.join("hop.json"))?;
     let hop_bps = hop["gb_per_s"].as_f64().unwrap_or(f64::NAN) * 1e9;
     let msg = hop["message_bytes"].as_u64().unwrap_or(0) as usize;
     let mem_bps = memcpy_bandwidth(msg.max(1), 200);
-    rows.push(BenchRow { what: format!("tile hop between two nodes ({:.1} MiB batches)", msg as f64 / 1048576.0), value: hop_bps / 1e9, unit: "GB/s".into() });
-    rows.push(BenchRow { what: "memcpy of the same bytes".into(), value: mem_bps / 1e9, unit: "GB/s".into() });
-    rows.push(BenchRow { what: "ratio hop / memcpy".into(), value: hop_bps / mem_bps, unit: "".into() });
+    rows.push(BenchRow {
+        what: format!(
+            "tile hop between two nodes ({:.1} MiB batches)",
+            msg as f64 / 1048576.0
+        ),
+        value: hop_bps / 1e9,
+        unit: "GB/s".into(),
+    });
+    rows.push(BenchRow {
+        what: "memcpy of the same bytes".into(),
+        value: mem_bps / 1e9,
+        unit: "GB/s".into(),
+    });
+    rows.push(BenchRow {
+        what: "ratio hop / memcpy".into(),
+        value: hop_bps / mem_bps,
+        unit: "".into(),
+    });
 
     let mut md = String::new();
     let _ = writeln!(md, "| measurement | value | unit |\n|---|---:|---|");
@@ -111,15 +161,29 @@ pub fn run(root: &Path, base: &Settings, steps: u32, out_dir: &Path) -> Result<(
 pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| t.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|k| k.parse::<f64>().ok()))
+        .and_then(|t| {
+            t.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1048576.0)
         .unwrap_or(0.0);
-    format!("{cpu}, {cores} cores, {mem_gib:.0} GiB, torch threads {}", tch::get_num_threads())
+    format!(
+        "{cpu}, {cores} cores, {mem_gib:.0} GiB, torch threads {}",
+        tch::get_num_threads()
+    )
 }
 
 /// Default output folder of the benchmark.

@@ -72,8 +72,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-/// Writes a checkpoint (weights, optimiser state, card) as `checkpoints/step-NNNNNN` and as the
-/// run directory's top-level model. `save_weights` and `save_optimizer` write to the paths given.
+/// Writes a checkpoint (weights, optimiser state, card) as the run directory's top-level model
+/// and, with `keep_step_folder`, as `checkpoints/step-NNNNNN` too. Returns where it was kept.
+/// `save_weights` and `save_optimizer` write to the paths given.
 pub fn write_checkpoint(
     run_dir: &Path,
     card: &mut ModelCard,
@@ -111,10 +112,11 @@ pub fn write_checkpoint(
             std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
         }
         std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        Ok(dest)
     } else {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(run_dir.to_path_buf())
     }
-    Ok(dest)
 }
 
 /// A model found in a run or checkpoint directory.

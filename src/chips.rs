@@ -354,7 +354,9 @@ impl ChipPlan {
                 // One of the 8 flips/rotations of the square, the same for HR and paired LR
                 // (seeded by run seed, batch and tile).
                 let k = tiles.len() as u64;
-                let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ k);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(
+                    self.seed ^ id.wrapping_mul(0x2545_f491_4f6c_dd1d) ^ k,
+                );
                 px = dihedral(&px, c, size as usize, rng.gen_range(0..8));
             }
             pixels.extend_from_slice(&px);
@@ -399,7 +401,10 @@ impl ChipPlan {
 pub fn dihedral(src: &[f32], c: usize, n: usize, t: u32) -> Vec<f32> {
     let mut out = vec![0f32; src.len()];
     for ch in 0..c {
-        let (s, d) = (&src[ch * n * n..(ch + 1) * n * n], &mut out[ch * n * n..(ch + 1) * n * n]);
+        let (s, d) = (
+            &src[ch * n * n..(ch + 1) * n * n],
+            &mut out[ch * n * n..(ch + 1) * n * n],
+        );
         for y in 0..n {
             for x in 0..n {
                 let (mut sx, mut sy) = (x, y);

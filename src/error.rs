@@ -29,6 +29,9 @@ pub enum Error {
     /// A checkpoint or model card is missing or inconsistent.
     #[error("checkpoint {path}: {problem}")]
     Checkpoint { path: PathBuf, problem: String },
+    /// An inference engine (ONNX Runtime) failed to load or run a model.
+    #[error("inference engine: {0}")]
+    Engine(String),
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -35,6 +35,12 @@ impl Request {
             index,
         }
     }
+    pub fn infer(index: u64) -> Self {
+        Request {
+            split: Split::Infer,
+            index,
+        }
+    }
 
     pub fn to_arrow(self) -> ArrayRef {
         let fields = Fields::from(vec![

@@ -120,7 +120,8 @@ pub struct Settings {
     pub lr_schedule: String,
     /// Linear warm-up steps.
     pub warmup_steps: u32,
-    /// Validate every this many steps (default: once per epoch) and always at the end.
+    /// Validate every this many steps (default: every epoch, or every few epochs so that at
+    /// least 100 steps lie between validations) and always at the end.
     pub val_every: Option<u32>,
     /// Write a checkpoint every this many steps (0 = only at the end).
     pub checkpoint_every: u32,
@@ -144,9 +145,29 @@ pub struct Settings {
     /// Weight of the per-pixel term.
     pub pixel_weight: f64,
 
+    // --- inference (tile-ingest in infer mode, unet-infer, upscale, geotiff-writer) ---
+    /// `train` (chips for training) or `infer` (overlapping tiles of the input in raster order).
+    pub ingest_mode: String,
+    /// Inference tile edge in LR pixels (a multiple of 2^unet_depth).
+    pub infer_tile: u32,
+    /// LR pixels shared by neighbouring inference tiles; blended with feathering.
+    pub overlap: u32,
+    /// Tiles per inference batch.
+    pub infer_batch: u32,
+    /// `ort` (ONNX Runtime, default) or `tch`.
+    pub engine: String,
+    /// Classic resampler of the `upscale` stage: `bilinear`, `bicubic` or `lanczos`.
+    pub upscale_method: String,
+    /// `GTiff` or `COG`.
+    pub output_format: String,
+    /// GDAL creation options, comma-separated.
+    pub creation_options: String,
+
     // --- runs and devices ---
     /// Where a training run writes its model, card, metrics and logs.
     pub run_dir: PathBuf,
+    /// Where the inference and upscaling graphs' stages write logs and tile counts.
+    pub log_dir: PathBuf,
     /// A run directory to load a model from (inference, evaluation).
     pub model: Option<PathBuf>,
     /// What an inference or evaluation graph writes.
@@ -197,7 +218,16 @@ impl Default for Settings {
             feature_weight: 2e-7,
             pixel_loss: "l1".into(),
             pixel_weight: 1.0,
+            ingest_mode: "train".into(),
+            infer_tile: 128,
+            overlap: 8,
+            infer_batch: 8,
+            engine: "ort".into(),
+            upscale_method: "bicubic".into(),
+            output_format: "GTiff".into(),
+            creation_options: "TILED=YES,COMPRESS=DEFLATE,PREDICTOR=2,BIGTIFF=IF_SAFER".into(),
             run_dir: root.join("runs/train"),
+            log_dir: root.join("runs/logs"),
             model: None,
             output: None,
             device: "auto".into(),
@@ -326,6 +356,14 @@ impl Settings {
             ),
             ("pixel_loss", &self.pixel_loss, &["l1", "mse", "none"][..]),
             ("device", &self.device, &["auto", "cpu", "cuda"][..]),
+            ("ingest_mode", &self.ingest_mode, &["train", "infer"][..]),
+            ("engine", &self.engine, &["ort", "tch"][..]),
+            (
+                "upscale_method",
+                &self.upscale_method,
+                &["bilinear", "bicubic", "lanczos"][..],
+            ),
+            ("output_format", &self.output_format, &["GTiff", "COG"][..]),
         ] {
             if !allowed.contains(&value.as_str()) {
                 return Err(Error::setting(

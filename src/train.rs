@@ -162,7 +162,8 @@ pub fn train_in_process(
             None => deg.apply_batch(&hr)?,
         };
         let pred = trainer.predict(&lr);
-        let (value, _, grad) = crate::loss::loss_and_grad(loss, &pred.detach(), &hr.tensor(device), &hr.colour)?;
+        let (value, _, grad) =
+            crate::loss::loss_and_grad(loss, &pred.detach(), &hr.tensor(device), &hr.colour)?;
         trainer.apply(&pred, &grad);
         last_loss = value;
         done_s.push(start.elapsed().as_secs_f64());
@@ -185,5 +186,10 @@ pub fn train_in_process(
     } else {
         None
     };
-    Ok(InProcessReport { steps, steps_per_s: if secs > 0.0 { timed / secs } else { f64::NAN }, last_loss, validation })
+    Ok(InProcessReport {
+        steps,
+        steps_per_s: if secs > 0.0 { timed / secs } else { f64::NAN },
+        last_loss,
+        validation,
+    })
 }

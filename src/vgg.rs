@@ -198,7 +198,7 @@ pub fn caffe_input(rgb01: &Tensor) -> Tensor {
 pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
     use prost::Message;
     let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
-    let model = onnx_proto::ModelProto::decode(&bytes[..])
+    let model = crate::onnx::ModelProto::decode(&bytes[..])
         .map_err(|e| Error::weights(onnx, format!("not an ONNX model ({e})")))?;
     let graph = model
         .graph
@@ -268,32 +268,4 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
     Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::weights(&tmp, e.to_string()))?;
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     Ok(total)
-}
-
-/// The few ONNX protobuf messages the weight import reads (field numbers from `onnx.proto`);
-/// every other field is skipped by prost.
-mod onnx_proto {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct ModelProto {
-        #[prost(message, optional, tag = "7")]
-        pub graph: Option<GraphProto>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct GraphProto {
-        #[prost(message, repeated, tag = "5")]
-        pub initializer: Vec<TensorProto>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TensorProto {
-        #[prost(int64, repeated, tag = "1")]
-        pub dims: Vec<i64>,
-        #[prost(int32, tag = "2")]
-        pub data_type: i32,
-        #[prost(float, repeated, tag = "4")]
-        pub float_data: Vec<f32>,
-        #[prost(string, tag = "8")]
-        pub name: String,
-        #[prost(bytes = "vec", tag = "9")]
-        pub raw_data: Vec<u8>,
-    }
 }

@@ -179,6 +179,70 @@ fn training_graphs_through_a_real_daemon() {
     assert!(edges_ok, "tile counts along the graph:\n{summary}");
     assert!(summary.contains("none lost"), "{summary}");
 
+    // Inference with the trained model, through both engines, and the classic graph.
+    let out_ort = dir.path().join("out/sr-ort.tif");
+    let s = write_settings(dir.path(), "infer-ort", &format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 32\noverlap: 4\nthreads: 1\n", scene.display(), run.display(), out_ort.display(), dir.path().join("runs/infer").display()));
+    let (ok, log) = run_graph("graphs/infer.yml", &s);
+    assert!(ok, "infer.yml failed:\n{log}");
+    let out_tch = dir.path().join("out/sr-tch.tif");
+    let s = write_settings(dir.path(), "infer-tch", &format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 32\noverlap: 4\nengine: tch\nthreads: 1\n", scene.display(), run.display(), out_tch.display(), dir.path().join("runs/infer").display()));
+    let (ok, log) = run_graph("graphs/infer.yml", &s);
+    assert!(ok, "infer.yml with tch failed:\n{log}");
+    let read = |p: &Path| {
+        let r = geosr::raster::RasterSource::open(p, &[]).unwrap();
+        let v = r
+            .read_window(0, 0, r.info.width as u32, r.info.height as u32)
+            .unwrap();
+        (r.info, v)
+    };
+    let (info, a) = read(&out_ort);
+    let (_, b) = read(&out_tch);
+    assert_eq!(
+        (info.width, info.height, info.data_type.as_str()),
+        (320, 256, "UInt16")
+    );
+    assert_eq!(info.geotransform[1], GT[1] / 2.0);
+    let differ = a
+        .iter()
+        .zip(&b)
+        .filter(|(x, y)| (**x - **y).abs() > 1.0)
+        .count();
+    assert_eq!(
+        differ, 0,
+        "ort and tch outputs differ by more than one DN at {differ} pixels"
+    );
+    assert!(geosr::summary::edge_mismatches(
+        &geosr::summary::graph_edges(&root().join("graphs/infer.yml")).unwrap(),
+        &geosr::summary::read_counts(&dir.path().join("runs/infer")).unwrap()
+    )
+    .is_empty());
+    let out_classic = dir.path().join("out/lanczos.tif");
+    let s = write_settings(dir.path(), "classic", &format!("input: {}\noutput: {}\nlog_dir: {}\nfactor: 2\nupscale_method: lanczos\noutput_format: COG\n", scene.display(), out_classic.display(), dir.path().join("runs/classic").display()));
+    let (ok, log) = run_graph("graphs/upscale-classic.yml", &s);
+    assert!(ok, "upscale-classic.yml failed:\n{log}");
+    assert_eq!(read(&out_classic).0.width, 320);
+    // A model for 3 bands refuses a 1-band raster, and nothing is written.
+    let gray = dir.path().join("gray.tif");
+    uint16_scene(&gray, 1, 64, 64);
+    let out_bad = dir.path().join("out/bad.tif");
+    let s = write_settings(
+        dir.path(),
+        "infer-bad",
+        &format!(
+            "input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\n",
+            gray.display(),
+            run.display(),
+            out_bad.display(),
+            dir.path().join("runs/infer-bad").display()
+        ),
+    );
+    let (ok, log) = run_graph("graphs/infer.yml", &s);
+    assert!(
+        !ok && log.contains("has 1 bands; the model was trained on 3"),
+        "{log}"
+    );
+    assert!(!out_bad.exists());
+
     // Resume the same run to 9 steps: optimiser state and step count carry on.
     let s = write_settings(
         dir.path(),

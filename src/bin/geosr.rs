@@ -44,7 +44,9 @@ fn main() -> eyre::Result<()> {
         }
         Some("bench") if args.len() <= 2 => {
             let steps: u32 = match args.get(1) {
-                Some(v) => v.parse().map_err(|_| eyre::eyre!("steps `{v}` is not a number"))?,
+                Some(v) => v
+                    .parse()
+                    .map_err(|_| eyre::eyre!("steps `{v}` is not a number"))?,
                 None => 110,
             };
             let root = geosr::settings::project_root();

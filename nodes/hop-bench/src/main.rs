@@ -16,13 +16,16 @@ use std::time::Instant;
 
 fn env_num(key: &str, default: usize) -> eyre::Result<usize> {
     match std::env::var(key) {
-        Ok(v) => v.parse().map_err(|_| eyre::eyre!("hop-bench: {key}={v} is not a number")),
+        Ok(v) => v
+            .parse()
+            .map_err(|_| eyre::eyre!("hop-bench: {key}={v} is not a number")),
         Err(_) => Ok(default),
     }
 }
 
 fn main() -> eyre::Result<()> {
-    let settings = geosr::settings::Settings::from_env().map_err(|e| eyre::eyre!("hop-bench: {e}"))?;
+    let settings =
+        geosr::settings::Settings::from_env().map_err(|e| eyre::eyre!("hop-bench: {e}"))?;
     let role = std::env::var("HOP_ROLE").unwrap_or_default();
     let (mut node, mut events) = DoraNode::init_from_env()?;
     match role.as_str() {
@@ -51,10 +54,17 @@ fn main() -> eyre::Result<()> {
             let mut first: Option<Instant> = None;
             let mut last = Instant::now();
             while let Some(event) = events.recv() {
-                let Event::Input { data, .. } = event else { continue };
+                let Event::Input { data, .. } = event else {
+                    continue;
+                };
                 let s = data.as_array().as_struct();
-                let pixels = s.column_by_name("pixels").ok_or_else(|| eyre::eyre!("no pixels column"))?;
-                let values = pixels.as_fixed_size_list().values().as_primitive::<Float32Type>();
+                let pixels = s
+                    .column_by_name("pixels")
+                    .ok_or_else(|| eyre::eyre!("no pixels column"))?;
+                let values = pixels
+                    .as_fixed_size_list()
+                    .values()
+                    .as_primitive::<Float32Type>();
                 // Touch every byte, as a memcpy would.
                 checksum += values.values().iter().map(|v| *v as f64).sum::<f64>();
                 bytes += values.len() * 4;
@@ -77,7 +87,10 @@ fn main() -> eyre::Result<()> {
                 "gb_per_s": bytes as f64 / secs / 1e9, "checksum": checksum,
                 "message_bytes": bytes / received.saturating_sub(1).max(1),
             });
-            geosr::checkpoint::write_atomic(&settings.run_dir.join("hop.json"), serde_json::to_string_pretty(&body)?.as_bytes())?;
+            geosr::checkpoint::write_atomic(
+                &settings.run_dir.join("hop.json"),
+                serde_json::to_string_pretty(&body)?.as_bytes(),
+            )?;
         }
         other => eyre::bail!("hop-bench: HOP_ROLE must be `source` or `sink`, got `{other}`"),
     }

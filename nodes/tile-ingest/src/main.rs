@@ -1,4 +1,5 @@
-//! `tile-ingest`: serves HR chips (and LR chips for paired data) one batch per request.
+//! `tile-ingest`: serves HR chips (and LR chips for paired data) one batch per request, or, with
+//! `ingest_mode: infer`, the overlapping LR tiles of a raster to super-resolve, in raster order.
 //! See README.md beside this file for inputs, outputs and settings.
 use dora_node_api::{DoraNode, Event};
 use geosr::chips::ChipPlan;
@@ -9,6 +10,9 @@ use geosr::tile::Split;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    if settings.ingest_mode == "infer" {
+        return serve_inference_tiles(&settings);
+    }
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
@@ -73,5 +77,50 @@ fn main() -> eyre::Result<()> {
         }
     }
     counts.write(&settings.run_dir)?;
+    Ok(())
+}
+
+/// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`.
+fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
+    geosr::telemetry::init("tile-ingest", Some(&settings.log_dir));
+    let (mut node, mut events) = DoraNode::init_from_env()?;
+    let card = match &settings.model {
+        Some(dir) => Some(
+            geosr::checkpoint::load_checkpoint(dir)
+                .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?
+                .card,
+        ),
+        None => None,
+    };
+    let plan = geosr::scan::ScanPlan::new(
+        &settings.input,
+        card.as_ref(),
+        settings.infer_tile,
+        settings.overlap,
+        settings.infer_batch as usize,
+        settings.nodata,
+    )
+    .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    tracing::info!(
+        raster = %settings.input.display(),
+        tiles = plan.windows.len(),
+        tile = ?plan.tile,
+        batches = plan.batches(),
+        "inference tiles planned"
+    );
+    let mut counts = TileCounts::new("tile-ingest");
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } if id.as_str() == "request" => {
+                let req = Request::from_arrow(data.as_array().as_ref())?;
+                counts.count_in("request", 1);
+                let batch = plan.batch(req.index as usize)?;
+                counts.count_out("lr", send_batch(&mut node, "lr", batch)?);
+            }
+            Event::InputClosed { .. } | Event::Stop(_) => break,
+            _ => {}
+        }
+    }
+    counts.write(&settings.log_dir)?;
     Ok(())
 }

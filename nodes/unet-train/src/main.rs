@@ -254,7 +254,10 @@ impl Run {
                 .unwrap_or(DEFAULT_STEPS as u64);
         }
         if self.val_every == 0 {
-            self.val_every = per_epoch.min(self.total_steps);
+            // Once per epoch, but not more often than every 100 steps: small datasets have
+            // epochs of a few steps and validation would then dominate the run.
+            let epochs_per_val = 100u64.div_ceil(per_epoch);
+            self.val_every = (per_epoch * epochs_per_val).min(self.total_steps);
         }
         let run_dir = &self.settings.run_dir;
         std::fs::create_dir_all(run_dir)
@@ -443,8 +446,8 @@ impl Run {
             self.start_validation()?;
         }
         let every = self.settings.checkpoint_every as u64;
-        if every > 0 && step % every == 0 && step != self.total_steps && !due {
-            self.save_progress("periodic")?;
+        if every > 0 && step % every == 0 && step != self.total_steps {
+            self.save(true, "periodic")?;
         }
         Ok(())
     }
@@ -518,9 +521,7 @@ impl Run {
         self.write_row(step, Some(q), f64::NAN)?;
         if step >= self.total_steps {
             self.finish()?;
-        } else if self.settings.checkpoint_every == 0
-            || step % self.settings.checkpoint_every as u64 == 0
-        {
+        } else {
             self.save_progress("validated")?;
         }
         Ok(())
@@ -572,7 +573,10 @@ impl Run {
     fn write_timing(&self) -> eyre::Result<()> {
         let t = &self.step_done_s;
         let skip = 10.min(t.len().saturating_sub(1));
-        let (steps, secs) = ((t.len() - 1 - skip) as f64, t.last().copied().unwrap_or(0.0) - t.get(skip).copied().unwrap_or(0.0));
+        let (steps, secs) = (
+            (t.len() - 1 - skip) as f64,
+            t.last().copied().unwrap_or(0.0) - t.get(skip).copied().unwrap_or(0.0),
+        );
         let body = serde_json::json!({
             "steps_timed": steps,
             "seconds": secs,
@@ -580,7 +584,10 @@ impl Run {
             "batch_size": self.first.as_ref().map(|b| b.len()),
             "total_seconds": self.started.elapsed().as_secs_f64(),
         });
-        geosr::checkpoint::write_atomic(&self.settings.run_dir.join("timing.json"), serde_json::to_string_pretty(&body)?.as_bytes())?;
+        geosr::checkpoint::write_atomic(
+            &self.settings.run_dir.join("timing.json"),
+            serde_json::to_string_pretty(&body)?.as_bytes(),
+        )?;
         Ok(())
     }
 
@@ -600,6 +607,12 @@ impl Run {
             |p| trainer.vs.save(p).map_err(Into::into),
             |p| trainer.adam.save(p),
             keep,
+        )?;
+        // The inference graph's default engine reads the ONNX export beside the weights.
+        geosr::onnx::export_unet(
+            trainer.net.config(),
+            &trainer.vs.variables(),
+            &self.settings.run_dir.join("model.onnx"),
         )?;
         tracing::info!(step = card.step, why, dir = %dir.display(), "checkpoint written");
         Ok(())

@@ -1,0 +1,353 @@
+//! Mosaicking super-resolved tiles into one georeferenced raster, with feathered blending
+//! across tile overlaps and bounded memory.
+//!
+//! Tiles arrive in raster order. Weighted sums are kept only for the rows that a tile still to
+//! come can touch; rows above the current tile row are final and are written out, so memory
+//! grows with the output width times one tile row, not with the raster. The output goes to a
+//! temporary file beside the final path and is renamed into place only when complete; a failed
+//! run leaves nothing at the output path.
+use crate::error::{Error, Result};
+use crate::raster::RasterSource;
+use crate::tile::TileBatch;
+use gdal::raster::{Buffer, RasterCreationOptions};
+use gdal::{Dataset, DriverManager};
+use std::path::{Path, PathBuf};
+
+/// Output options.
+#[derive(Debug, Clone)]
+pub struct MosaicOptions {
+    /// GDAL creation options, e.g. `TILED=YES,COMPRESS=DEFLATE`.
+    pub creation_options: Vec<String>,
+    /// `GTiff` or `COG`.
+    pub format: String,
+    /// LR pixels of overlap between neighbouring tiles (the feathering width is factor × this).
+    pub overlap: u32,
+}
+
+/// The output being assembled.
+pub struct Mosaic {
+    src: RasterSource,
+    out: PathBuf,
+    tmp: PathBuf,
+    ds: Option<Dataset>,
+    opts: MosaicOptions,
+    factor: usize,
+    bands: usize,
+    width: usize,
+    height: usize,
+    nodata: Option<f64>,
+    integer_range: Option<(f64, f64)>,
+    /// First output row still held in memory.
+    lo: usize,
+    /// Weighted sums, `bands × rows × width`, and weights, `rows × width`, from row `lo` on.
+    sum: Vec<f32>,
+    weight: Vec<f32>,
+    rows: usize,
+    pub tiles_written: usize,
+}
+
+fn gdal_err(path: &Path) -> impl Fn(gdal::errors::GdalError) -> Error + '_ {
+    move |e| Error::raster(path, e.to_string())
+}
+
+impl Mosaic {
+    /// Prepares `out` for the SR version of `source` at `factor`× its resolution.
+    pub fn create(source: &Path, out: &Path, factor: usize, opts: MosaicOptions) -> Result<Self> {
+        let src = RasterSource::open(source, &[])?;
+        let info = &src.info;
+        let (width, height, bands) = (info.width * factor, info.height * factor, info.bands.len());
+        if let Some(dir) = out.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = out.with_file_name(format!(".{name}.{}.tmp.tif", std::process::id()));
+        let driver = DriverManager::get_driver_by_name("GTiff").map_err(gdal_err(out))?;
+        let mut co: Vec<String> = opts.creation_options.clone();
+        if opts.format == "COG" {
+            // The COG is made from this intermediate at the end; keep it simple and fast.
+            co = vec!["TILED=YES".into(), "BIGTIFF=IF_SAFER".into()];
+        }
+        let co = RasterCreationOptions::from_iter(co.iter().map(String::as_str));
+        let ds =
+            match info.data_type.as_str() {
+                "Byte" | "UInt8" => driver
+                    .create_with_band_type_with_options::<u8, _>(&tmp, width, height, bands, &co),
+                "UInt16" => driver
+                    .create_with_band_type_with_options::<u16, _>(&tmp, width, height, bands, &co),
+                "Int16" => driver
+                    .create_with_band_type_with_options::<i16, _>(&tmp, width, height, bands, &co),
+                "UInt32" => driver
+                    .create_with_band_type_with_options::<u32, _>(&tmp, width, height, bands, &co),
+                "Int32" => driver
+                    .create_with_band_type_with_options::<i32, _>(&tmp, width, height, bands, &co),
+                "Float64" => driver
+                    .create_with_band_type_with_options::<f64, _>(&tmp, width, height, bands, &co),
+                _ => driver
+                    .create_with_band_type_with_options::<f32, _>(&tmp, width, height, bands, &co),
+            }
+            .map_err(|e| Error::raster(out, format!("cannot create the output ({e})")))?;
+        let mut ds = ds;
+        let g = info.geotransform;
+        let f = factor as f64;
+        ds.set_geo_transform(&[g[0], g[1] / f, g[2] / f, g[3], g[4] / f, g[5] / f])
+            .map_err(gdal_err(out))?;
+        if !info.crs.is_empty() {
+            ds.set_projection(&info.crs).map_err(gdal_err(out))?;
+        }
+        // The nodata the source declares, else the implicit 0 of integer rasters.
+        let nodata = info
+            .nodata
+            .or(if info.is_integer() { Some(0.0) } else { None });
+        for b in 1..=bands {
+            let mut band = ds.rasterband(b).map_err(gdal_err(out))?;
+            if let Some(nd) = nodata {
+                band.set_no_data_value(Some(nd)).map_err(gdal_err(out))?;
+            }
+            let interp = src.info.colour[b - 1].clone();
+            if let Ok(ci) = gdal::raster::ColorInterpretation::from_name(&interp) {
+                let _ = band.set_color_interpretation(ci);
+            }
+        }
+        let integer_range = match info.data_type.as_str() {
+            "Byte" | "UInt8" => Some((0.0, 255.0)),
+            "UInt16" => Some((0.0, 65535.0)),
+            "Int16" => Some((-32768.0, 32767.0)),
+            "UInt32" => Some((0.0, 4294967295.0)),
+            "Int32" => Some((-2147483648.0, 2147483647.0)),
+            _ => None,
+        };
+        Ok(Mosaic {
+            src,
+            out: out.to_path_buf(),
+            tmp,
+            ds: Some(ds),
+            opts,
+            factor,
+            bands,
+            width,
+            height,
+            nodata,
+            integer_range,
+            lo: 0,
+            sum: Vec::new(),
+            weight: Vec::new(),
+            rows: 0,
+            tiles_written: 0,
+        })
+    }
+
+    /// Bytes held for blending right now.
+    pub fn buffer_bytes(&self) -> usize {
+        (self.sum.len() + self.weight.len()) * 4
+    }
+
+    fn ensure_rows(&mut self, until: usize) {
+        let need = until.saturating_sub(self.lo);
+        if need > self.rows {
+            let w = self.width;
+            let mut sum = vec![0f32; self.bands * need * w];
+            for b in 0..self.bands {
+                sum[b * need * w..b * need * w + self.rows * w]
+                    .copy_from_slice(&self.sum[b * self.rows * w..(b + 1) * self.rows * w]);
+            }
+            self.sum = sum;
+            self.weight.resize(need * w, 0.0);
+            self.rows = need;
+        }
+    }
+
+    /// Blends one batch of SR tiles in (normalised pixels; the batch's band offsets and scales
+    /// restore native values).
+    pub fn add(&mut self, batch: &TileBatch) -> Result<()> {
+        let f = self.factor;
+        let (th, tw) = (batch.height, batch.width);
+        // Feathering across the overlap `o` (output pixels) on sides that have a neighbour: zero
+        // weight for the outer quarter, where a tile's own edge handling shows, then a linear
+        // ramp to one at three quarters. Where one tile's weight is 0 its neighbour's is 1, so
+        // every pixel is covered; sides on the raster's border keep full weight.
+        let o = (self.opts.overlap as usize * f) as f32;
+        let ramp = move |d: usize| -> f32 {
+            if o <= 0.0 {
+                1.0
+            } else {
+                ((d as f32 + 0.5 - o / 4.0) / (o / 2.0)).clamp(0.0, 1.0)
+            }
+        };
+        for (i, t) in batch.tiles.iter().enumerate() {
+            let [x, y, w, h] = t.window.map(|v| v as usize);
+            let (x0, y0, vw, vh) = (x * f, y * f, w * f, h * f);
+            if y0 < self.lo {
+                return Err(Error::Contract(format!(
+                    "tile at row {y} arrived after rows up to {} were written: tiles must come in raster order",
+                    self.lo / f
+                )));
+            }
+            // Rows above this tile's top can no longer change.
+            self.flush_until(y0)?;
+            self.ensure_rows(y0 + vh);
+            let px = &batch.pixels[i * batch.tile_len()..(i + 1) * batch.tile_len()];
+            let w_out = self.width;
+            let (left, right) = (x0 > 0, x0 + vw < self.width);
+            let (top, bottom) = (y0 > 0, y0 + vh < self.height);
+            let side = |p: usize, size: usize, low: bool, high: bool| -> f32 {
+                let a = if low { ramp(p) } else { 1.0 };
+                let b = if high { ramp(size - 1 - p) } else { 1.0 };
+                a.min(b)
+            };
+            for ty in 0..vh {
+                let wy = side(ty, vh, top, bottom);
+                let row = y0 + ty - self.lo;
+                for tx in 0..vw {
+                    let wgt = wy * side(tx, vw, left, right);
+                    if wgt == 0.0 {
+                        continue;
+                    }
+                    let at = row * w_out + x0 + tx;
+                    self.weight[at] += wgt;
+                    for b in 0..self.bands {
+                        let v = px[b * th * tw + ty * tw + tx] * batch.band_scale[b]
+                            + batch.band_offset[b];
+                        self.sum[b * self.rows * w_out + at] += wgt * v;
+                    }
+                }
+            }
+            self.tiles_written += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes out every held row above `row` (output pixels).
+    fn flush_until(&mut self, row: usize) -> Result<()> {
+        let n = row.saturating_sub(self.lo).min(self.rows);
+        if n == 0 {
+            return Ok(());
+        }
+        let (w, f) = (self.width, self.factor);
+        // Nodata: an output pixel is nodata where its source (LR) pixel is.
+        let src_y0 = self.lo / f;
+        let src_y1 = (self.lo + n - 1) / f + 1;
+        let src_w = self.src.info.width;
+        let src = self
+            .src
+            .read_window(0, src_y0 as u32, src_w as u32, (src_y1 - src_y0) as u32)?;
+        let plane = src_w * (src_y1 - src_y0);
+        let declared = self.src.info.nodata.is_some();
+        let ds = self.ds.as_ref().expect("open until finished");
+        for b in 0..self.bands {
+            let mut out = vec![0f32; n * w];
+            for r in 0..n {
+                let sy = (self.lo + r) / f - src_y0;
+                for x in 0..w {
+                    let sx = x / f;
+                    let at = r * w + x;
+                    let mut v = self.sum[b * self.rows * w + at] / self.weight[at].max(1e-12);
+                    if let Some((lo, hi)) = self.integer_range {
+                        v = (v as f64).round().clamp(lo, hi) as f32;
+                    }
+                    if let Some(nd) = self.nodata {
+                        let s = |bb: usize| src[bb * plane + sy * src_w + sx];
+                        let is_nd = if declared {
+                            s(b) as f64 == nd || s(b).is_nan()
+                        } else {
+                            (0..self.bands).all(|bb| s(bb) as f64 == nd)
+                        };
+                        if is_nd {
+                            v = nd as f32;
+                        } else if v as f64 == nd {
+                            // A valid pixel must not read as nodata: nudge it by one unit.
+                            v = if nd < v as f64 + 1.0
+                                && self.integer_range.is_some_and(|(_, hi)| nd < hi)
+                            {
+                                (nd + 1.0) as f32
+                            } else {
+                                (nd - 1.0) as f32
+                            };
+                        }
+                    } else if self.weight[at] == 0.0 {
+                        v = f32::NAN;
+                    }
+                    out[at] = v;
+                }
+            }
+            let mut band = ds.rasterband(b + 1).map_err(gdal_err(&self.out))?;
+            band.write((0, self.lo as isize), (w, n), &mut Buffer::new((w, n), out))
+                .map_err(|e| {
+                    Error::raster(
+                        &self.out,
+                        format!("writing rows {}..{}: {e}", self.lo, self.lo + n),
+                    )
+                })?;
+        }
+        // Drop the written rows from the buffers.
+        let keep = self.rows - n;
+        for b in 0..self.bands {
+            let base = b * self.rows * w;
+            self.sum
+                .copy_within(base + n * w..base + self.rows * w, b * keep * w);
+        }
+        self.sum.truncate(self.bands * keep * w);
+        self.weight.copy_within(n * w.., 0);
+        self.weight.truncate(keep * w);
+        self.rows = keep;
+        self.lo += n;
+        Ok(())
+    }
+
+    /// Writes the remaining rows, closes the file and renames it into place (through a COG
+    /// copy when asked). Returns the output path.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        if self.lo + self.rows < self.height {
+            return Err(Error::Contract(format!(
+                "the mosaic got tiles down to output row {} of {}: the dataflow ended early",
+                self.lo + self.rows,
+                self.height
+            )));
+        }
+        self.flush_until(self.height)?;
+        let ds = self.ds.take().expect("open until finished");
+        let result = self.close(ds);
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result
+    }
+
+    fn close(&mut self, ds: Dataset) -> Result<PathBuf> {
+        if self.opts.format == "COG" {
+            let cog = DriverManager::get_driver_by_name("COG").map_err(gdal_err(&self.out))?;
+            let co = RasterCreationOptions::from_iter(
+                self.opts.creation_options.iter().map(String::as_str),
+            );
+            let name = self
+                .out
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let cog_tmp = self
+                .out
+                .with_file_name(format!(".{name}.{}.cog.tmp.tif", std::process::id()));
+            let copied = ds.create_copy(&cog, &cog_tmp, &co).map(drop);
+            drop(ds);
+            let _ = std::fs::remove_file(&self.tmp);
+            self.tmp = cog_tmp;
+            copied.map_err(|e| Error::raster(&self.out, format!("COG copy: {e}")))?;
+        } else {
+            drop(ds); // closes and flushes the GeoTIFF
+        }
+        std::fs::rename(&self.tmp, &self.out).map_err(|e| Error::io(&self.out, e))?;
+        Ok(self.out.clone())
+    }
+}
+
+impl Drop for Mosaic {
+    /// An unfinished mosaic removes its temporary file: nothing half-written stays behind.
+    fn drop(&mut self) {
+        if self.ds.is_some() {
+            self.ds = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Inference tiling: an LR raster of any size cut into overlapping tiles in raster order, read
+//! window by window through GDAL (never the whole raster), normalised as the model card says.
+use crate::checkpoint::ModelCard;
+use crate::error::{Error, Result};
+use crate::raster::RasterSource;
+use crate::tile::{Split, TileBatch, TileGeometry};
+use std::path::Path;
+
+/// The tiles of one raster.
+pub struct ScanPlan {
+    src: RasterSource,
+    norm: crate::chips::Normalisation,
+    /// Tile edge in LR pixels (both axes; smaller rasters are padded up to it).
+    pub tile: (u32, u32),
+    /// Tile windows `x, y, w, h` (w, h = valid part, ≤ tile) in raster order.
+    pub windows: Vec<[u32; 4]>,
+    batch: usize,
+    nodata: Option<f64>,
+}
+
+/// Tile origins along one axis: steps of `tile - overlap`, the last one moved back to end at
+/// the raster's edge.
+fn origins(len: u32, tile: u32, overlap: u32) -> Vec<u32> {
+    if len <= tile {
+        return vec![0];
+    }
+    let step = (tile - overlap).max(1);
+    let mut v: Vec<u32> = (0..)
+        .map(|i| i * step)
+        .take_while(|&x| x + tile < len)
+        .collect();
+    v.push(len - tile);
+    v
+}
+
+impl ScanPlan {
+    /// Plans the tiles of `path` for the model of `card` (or, without one, for a classic
+    /// resampler: native values, any size). A raster whose band count or data type differs
+    /// from what the model was trained on is refused.
+    pub fn new(
+        path: &Path,
+        card: Option<&ModelCard>,
+        tile: u32,
+        overlap: u32,
+        batch: usize,
+        nodata: Option<f64>,
+    ) -> Result<Self> {
+        let src = RasterSource::open(path, &[])?;
+        let Some(card) = card else {
+            let c = src.info.bands.len();
+            let norm = crate::chips::Normalisation {
+                offset: vec![0.0; c],
+                scale: vec![1.0; c],
+                fill: vec![0.0; c],
+            };
+            return Self::tiled(src, norm, 1, tile, overlap, batch, nodata);
+        };
+        let n = card.bands.len();
+        if src.info.bands.len() != n {
+            return Err(Error::raster(
+                path,
+                format!(
+                    "has {} bands; the model was trained on {n} (bands {:?} of {} rasters)",
+                    src.info.bands.len(),
+                    card.bands,
+                    card.data_type
+                ),
+            ));
+        }
+        if src.info.data_type != card.data_type {
+            return Err(Error::raster(
+                path,
+                format!("is {}; the model was trained on {} rasters and its normalisation is for that range", src.info.data_type, card.data_type),
+            ));
+        }
+        let level = 1u32 << card.architecture.depth;
+        Self::tiled(
+            src,
+            card.normalisation.clone(),
+            level,
+            tile,
+            overlap,
+            batch,
+            nodata,
+        )
+    }
+
+    fn tiled(
+        src: RasterSource,
+        norm: crate::chips::Normalisation,
+        level: u32,
+        tile: u32,
+        overlap: u32,
+        batch: usize,
+        nodata: Option<f64>,
+    ) -> Result<Self> {
+        if tile % level != 0 || overlap * 2 >= tile {
+            return Err(Error::setting("infer_tile", format!("{tile} must be a multiple of {level} and more than twice the overlap {overlap}")));
+        }
+        let (w, h) = (src.info.width as u32, src.info.height as u32);
+        // Rasters smaller than a tile get one padded tile of the next multiple of 2^depth.
+        let fit = |len: u32| {
+            if len < tile {
+                len.div_ceil(level) * level
+            } else {
+                tile
+            }
+        };
+        let tile = (fit(w), fit(h));
+        let mut windows = Vec::new();
+        for y in origins(h, tile.1, overlap) {
+            for x in origins(w, tile.0, overlap) {
+                windows.push([x, y, tile.0.min(w), tile.1.min(h)]);
+            }
+        }
+        let nodata = src.info.nodata.or(nodata).or(if src.info.is_integer() {
+            Some(0.0)
+        } else {
+            None
+        });
+        Ok(ScanPlan {
+            src,
+            norm,
+            tile,
+            windows,
+            batch,
+            nodata,
+        })
+    }
+
+    pub fn batches(&self) -> usize {
+        self.windows.len().div_ceil(self.batch)
+    }
+
+    pub fn raster(&self) -> &crate::raster::RasterInfo {
+        &self.src.info
+    }
+
+    /// Batch `index` of LR tiles, normalised; padding (small rasters) repeats edge pixels and
+    /// nodata pixels take the band's fill value, both outside what the writer keeps.
+    pub fn batch(&self, index: usize) -> Result<TileBatch> {
+        let start = index * self.batch;
+        if start >= self.windows.len() {
+            return Err(Error::Contract(format!(
+                "inference batch {index} asked for, there are {}",
+                self.batches()
+            )));
+        }
+        let wins = &self.windows[start..(start + self.batch).min(self.windows.len())];
+        let c = self.src.info.bands.len();
+        let (tw, th) = (self.tile.0 as usize, self.tile.1 as usize);
+        let norm = &self.norm;
+        let mut pixels = Vec::with_capacity(wins.len() * c * tw * th);
+        let mut tiles = Vec::with_capacity(wins.len());
+        for &[x, y, w, h] in wins {
+            let px = self.src.read_window(x, y, w, h)?;
+            let (w_, h_) = (w as usize, h as usize);
+            for b in 0..c {
+                for ty in 0..th {
+                    let sy = ty.min(h_ - 1);
+                    for tx in 0..tw {
+                        let sx = tx.min(w_ - 1);
+                        let mut v = px[b * w_ * h_ + sy * w_ + sx];
+                        let is_nodata = v.is_nan()
+                            || self.nodata.is_some_and(|nd| {
+                                v as f64 == nd
+                                    && !all_bands_valid(
+                                        &px,
+                                        c,
+                                        w_ * h_,
+                                        sy * w_ + sx,
+                                        nd,
+                                        self.src.info.nodata.is_some(),
+                                    )
+                            });
+                        if is_nodata {
+                            v = norm.fill[b];
+                        }
+                        pixels.push((v - norm.offset[b]) / norm.scale[b]);
+                    }
+                }
+            }
+            tiles.push(TileGeometry {
+                source: self.src.info.path.to_string_lossy().into_owned(),
+                window: [x, y, w, h],
+                geotransform: self
+                    .src
+                    .info
+                    .window_geotransform(x, y, tw as u32, th as u32, tw, th),
+                crs: self.src.info.crs.clone(),
+                nodata: self.nodata,
+            });
+        }
+        Ok(TileBatch {
+            batch_id: index as u64,
+            epoch: 0,
+            split: Split::Infer,
+            index_in_split: index as u32,
+            batches_in_split: self.batches() as u32,
+            bands: c,
+            height: th,
+            width: tw,
+            factor: 1,
+            colour: self.src.info.colour.join(","),
+            band_offset: norm.offset.clone(),
+            band_scale: norm.scale.clone(),
+            tiles,
+            pixels,
+            loss: None,
+        })
+    }
+}
+
+/// With an implicit nodata value (0 in integer rasters that declare none), a pixel is nodata
+/// only when every band holds it; a declared value applies band by band.
+fn all_bands_valid(px: &[f32], c: usize, plane: usize, at: usize, nd: f64, declared: bool) -> bool {
+    if declared {
+        return false;
+    }
+    (0..c).any(|b| px[b * plane + at] as f64 != nd)
+}
