@@ -190,3 +190,117 @@ pub fn machine() -> String {
 pub fn default_dir(root: &Path) -> PathBuf {
     root.join("runs/bench")
 }
+
+/// Resident memory (bytes) of every process whose executable lies in `bin_dir`, summed.
+/// Shared-memory pages mapped by two nodes count twice, so this errs high.
+pub fn nodes_rss(bin_dir: &Path) -> u64 {
+    let mut total = 0;
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    for p in procs.flatten() {
+        let exe = std::fs::read_link(p.path().join("exe")).unwrap_or_default();
+        if !exe.starts_with(bin_dir) {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.path().join("status")).unwrap_or_default();
+        if let Some(kb) = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            total += kb * 1024;
+        }
+    }
+    total
+}
+
+/// What one inference run measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InferRun {
+    pub seconds: f64,
+    pub output_megapixels: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Runs `graph` on `settings` and samples the nodes' memory every 100 ms.
+pub fn run_inference(
+    root: &Path,
+    graph: &str,
+    settings: &Settings,
+    dir: &Path,
+) -> Result<InferRun> {
+    let out = settings
+        .output
+        .clone()
+        .ok_or_else(|| Error::setting("output", "the benchmark needs an output path"))?;
+    let _ = std::fs::remove_file(&out);
+    let bin_dir = root
+        .join("target/release")
+        .canonicalize()
+        .map_err(|e| Error::io(root.join("target/release"), e))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(nodes_rss(&bin_dir));
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            peak
+        })
+    };
+    let start = Instant::now();
+    let result = run_dataflow(root, graph, settings, dir);
+    let seconds = start.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.join().unwrap_or(0);
+    result?;
+    let info = crate::raster::RasterSource::open(&out, &[])?.info;
+    Ok(InferRun {
+        seconds,
+        output_megapixels: (info.width * info.height) as f64 / 1e6,
+        peak_rss_bytes: peak,
+    })
+}
+
+/// Writes a synthetic `w × h` 3-band UInt16 GeoTIFF strip by strip (never whole in memory).
+pub fn synthetic_raster(path: &Path, w: usize, h: usize) -> Result<()> {
+    use gdal::raster::{Buffer, RasterCreationOptions};
+    let err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());
+    let driver = gdal::DriverManager::get_driver_by_name("GTiff").map_err(err)?;
+    let co =
+        RasterCreationOptions::from_iter(["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]);
+    let mut ds = driver
+        .create_with_band_type_with_options::<u16, _>(path, w, h, 3, &co)
+        .map_err(err)?;
+    ds.set_geo_transform(&[500_000.0, 30.0, 0.0, 7_000_000.0, 0.0, -30.0])
+        .map_err(err)?;
+    let strip = 256;
+    for b in 0..3 {
+        let mut band = ds.rasterband(b + 1).map_err(err)?;
+        for y0 in (0..h).step_by(strip) {
+            let rows = strip.min(h - y0);
+            let mut v = Vec::with_capacity(rows * w);
+            for y in y0..y0 + rows {
+                for x in 0..w {
+                    let (xf, yf) = (x as f32, y as f32);
+                    let s = 6000.0
+                        + 2500.0 * ((xf * 0.013 + b as f32).sin() * (yf * 0.017).cos())
+                        + if (x / 37 + y / 29) % 2 == 0 {
+                            900.0
+                        } else {
+                            0.0
+                        }
+                        + 400.0 * ((xf + 0.7 * yf) * 0.9).sin();
+                    v.push(s as u16);
+                }
+            }
+            band.write((0, y0 as isize), (w, rows), &mut Buffer::new((w, rows), v))
+                .map_err(err)?;
+        }
+    }
+    Ok(())
+}

@@ -173,7 +173,7 @@ impl Degradation {
     /// Degrades one CHW tile. `seed` makes the noise repeatable per tile.
     pub fn apply(&self, tile: &[f32], c: usize, h: usize, w: usize, seed: u64) -> Result<Vec<f32>> {
         let f = self.factor as usize;
-        if h % f != 0 || w % f != 0 {
+        if !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(Error::Contract(format!(
                 "tile {w}x{h} is not a multiple of factor {f}"
             )));

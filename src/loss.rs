@@ -32,8 +32,7 @@ pub fn loss_and_grad(
     let loss = per_tile.sum(Kind::Float) / n;
     loss.backward();
     let grad = pred.grad().detach();
-    let shares: Vec<f64> = Vec::<f32>::try_from(per_tile.detach().to_device(Device::Cpu) / n)
-        .map_err(tch::TchError::from)?
+    let shares: Vec<f64> = Vec::<f32>::try_from(per_tile.detach().to_device(Device::Cpu) / n)?
         .into_iter()
         .map(f64::from)
         .collect();

@@ -205,6 +205,8 @@ pub fn list_rasters(input: &Path) -> Result<Vec<PathBuf>> {
 
 /// Writes `pixels` (CHW `f32`) as a GeoTIFF of data type `T` — used by tests, fixtures and the
 /// run's preview outputs. Values are rounded and clamped when `T` is an integer type.
+// The raster's full description is the argument list; a struct for it would be used here only.
+#[allow(clippy::too_many_arguments)]
 pub fn write_geotiff<T: gdal::raster::GdalType + Copy + FromF32>(
     path: &Path,
     bands: usize,

@@ -94,7 +94,7 @@ impl ScanPlan {
         batch: usize,
         nodata: Option<f64>,
     ) -> Result<Self> {
-        if tile % level != 0 || overlap * 2 >= tile {
+        if !tile.is_multiple_of(level) || overlap * 2 >= tile {
             return Err(Error::setting("infer_tile", format!("{tile} must be a multiple of {level} and more than twice the overlap {overlap}")));
         }
         let (w, h) = (src.info.width as u32, src.info.height as u32);

@@ -317,7 +317,7 @@ impl Settings {
                 format!("{} is not one of 2, 3, 4, 8", self.factor),
             ));
         }
-        if self.chip_size % self.factor != 0 {
+        if !self.chip_size.is_multiple_of(self.factor) {
             return Err(Error::setting(
                 "chip_size",
                 format!(
@@ -328,7 +328,7 @@ impl Settings {
         }
         let lr = self.chip_size / self.factor;
         let level = 1u32 << self.unet_depth;
-        if lr % level != 0 {
+        if !lr.is_multiple_of(level) {
             return Err(Error::setting(
                 "chip_size",
                 format!(
@@ -377,7 +377,7 @@ impl Settings {
                 return Err(Error::setting("jpeg_quality", "must be in 1..=100"));
             }
         }
-        if self.rgb_bands.0.len() != 0 && self.rgb_bands.0.len() != 3 {
+        if !self.rgb_bands.0.is_empty() && self.rgb_bands.0.len() != 3 {
             return Err(Error::setting(
                 "rgb_bands",
                 "give exactly three band numbers",

@@ -11,7 +11,10 @@
 use crate::degrade::{resample_separable, Taps};
 use crate::error::{Error, Result};
 
-fn kernel(name: &str) -> Result<(f64, fn(f64) -> f64)> {
+/// A resampling kernel: its radius in input pixels and its weight function.
+type Kernel = (f64, fn(f64) -> f64);
+
+fn kernel(name: &str) -> Result<Kernel> {
     fn bilinear(x: f64) -> f64 {
         (1.0 - x.abs()).max(0.0)
     }

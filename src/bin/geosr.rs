@@ -4,6 +4,7 @@
 //! geosr import-vgg <keras-vgg16.onnx> <out.safetensors>   convert the ImageNet VGG-16 conv weights
 //! geosr summary <run_dir> [--graph <graph.yml>]           print a run's summary, check tile counts
 //! geosr bench [steps]                                      dataflow vs single process, hop vs memcpy
+//! geosr bench-infer <model_run_dir> <lr.tif> [big_edge]    inference MP/s (ort, tch), peak RSS
 //! ```
 //!
 //! `bench` needs a running dora (`dora up`) and `scripts/env.sh` sourced; it takes the training
@@ -56,8 +57,58 @@ fn main() -> eyre::Result<()> {
             std::fs::write(dir.join("bench.md"), &md)?;
             print!("{md}");
         }
+        Some("bench-infer") if (3..=4).contains(&args.len()) => {
+            let root = geosr::settings::project_root();
+            let dir = geosr::bench::default_dir(&root).join("infer");
+            let mut s = geosr::settings::Settings::from_env()?;
+            s.model = Some(std::fs::canonicalize(&args[1])?);
+            s.input = std::fs::canonicalize(&args[2])?;
+            s.log_dir = dir.join("logs");
+            let factor = geosr::checkpoint::load_checkpoint(s.model.as_ref().expect("set"))?
+                .card
+                .downsample_factor;
+            let mut md = String::from("| run | output MP | seconds | MP/s | peak RSS of the nodes |\n|---|---:|---:|---:|---:|\n");
+            let mut row = |name: &str, r: &geosr::bench::InferRun| {
+                md.push_str(&format!(
+                    "| {name} | {:.1} | {:.1} | {:.2} | {:.0} MiB |\n",
+                    r.output_megapixels,
+                    r.seconds,
+                    r.output_megapixels / r.seconds,
+                    r.peak_rss_bytes as f64 / 1048576.0
+                ));
+            };
+            for engine in ["ort", "tch"] {
+                s.engine = engine.into();
+                s.output = Some(dir.join(format!("sr-{engine}.tif")));
+                let r =
+                    geosr::bench::run_inference(&root, "graphs/infer.yml", &s, &dir.join(engine))?;
+                row(&format!("{} x{factor} with {engine}", args[2]), &r);
+            }
+            if let Some(edge) = args.get(3) {
+                let edge: usize = edge
+                    .parse()
+                    .map_err(|_| eyre::eyre!("big_edge `{edge}` is not a number"))?;
+                let big = dir.join(format!("synthetic-{edge}.tif"));
+                if !big.exists() {
+                    geosr::bench::synthetic_raster(&big, edge, edge)?;
+                }
+                s.input = big;
+                s.engine = "ort".into();
+                s.output = Some(dir.join("sr-big.tif"));
+                let r =
+                    geosr::bench::run_inference(&root, "graphs/infer.yml", &s, &dir.join("big"))?;
+                row(
+                    &format!("synthetic {edge}x{edge} 3-band UInt16 with ort"),
+                    &r,
+                );
+                let _ = std::fs::remove_file(dir.join("sr-big.tif"));
+            }
+            md.push_str(&format!("\n{}\n", geosr::bench::machine()));
+            std::fs::write(dir.join("bench-infer.md"), &md)?;
+            print!("{md}");
+        }
         _ => {
-            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr bench [steps]");
+            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
             std::process::exit(2);
         }
     }

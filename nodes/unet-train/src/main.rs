@@ -148,21 +148,19 @@ fn main() -> eyre::Result<()> {
                     break;
                 }
             }
-            Event::InputClosed { id } => {
-                if !run.finished {
-                    let id = id.to_string();
-                    let hint = if id.starts_with("loss") {
-                        "a loss stage exited"
-                    } else {
-                        "an upstream stage exited"
-                    };
-                    run.save_progress("stopped early")?;
-                    bail!(
-                        "unet-train: input `{id}` closed at step {} of {}: {hint}; see its log",
-                        run.step(),
-                        run.total_steps
-                    );
-                }
+            Event::InputClosed { id } if !run.finished => {
+                let id = id.to_string();
+                let hint = if id.starts_with("loss") {
+                    "a loss stage exited"
+                } else {
+                    "an upstream stage exited"
+                };
+                run.save_progress("stopped early")?;
+                bail!(
+                    "unet-train: input `{id}` closed at step {} of {}: {hint}; see its log",
+                    run.step(),
+                    run.total_steps
+                );
             }
             Event::Stop(cause) => {
                 if !run.finished {
@@ -426,7 +424,7 @@ impl Run {
         self.loss_sum += loss;
         self.loss_n += 1;
         self.window_tiles += p.tiles;
-        if step % 10 == 0 || step == self.total_steps {
+        if step.is_multiple_of(10) || step == self.total_steps {
             let secs = self.window_start.elapsed().as_secs_f64();
             let rate = self.window_tiles as f64 / secs.max(1e-9);
             tracing::info!(
@@ -441,12 +439,12 @@ impl Run {
             self.window_start = Instant::now();
             self.window_tiles = 0;
         }
-        let due = step % self.val_every == 0 || step == self.total_steps;
+        let due = step.is_multiple_of(self.val_every) || step == self.total_steps;
         if due {
             self.start_validation()?;
         }
         let every = self.settings.checkpoint_every as u64;
-        if every > 0 && step % every == 0 && step != self.total_steps {
+        if every > 0 && step.is_multiple_of(every) && step != self.total_steps {
             self.save(true, "periodic")?;
         }
         Ok(())
