@@ -70,9 +70,22 @@ pub struct RasterSource {
     dataset: Dataset,
 }
 
+/// GDAL's block cache defaults to 5% of RAM per process; with tiled, compressed output that
+/// many dirty blocks pile up in the writer. Stages keep it at 128 MiB unless `GDAL_CACHEMAX` is
+/// set in the environment.
+fn limit_gdal_cache() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("GDAL_CACHEMAX").is_none() {
+            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "128");
+        }
+    });
+}
+
 impl RasterSource {
     /// Opens `path` and checks that `bands` (1-based; empty = all) exist.
     pub fn open(path: &Path, bands: &[u32]) -> Result<Self> {
+        limit_gdal_cache();
         if !path.exists() {
             return Err(Error::raster(path, "no such file"));
         }

@@ -9,6 +9,20 @@ use dora_node_api::{DoraNode, Event, MetadataParameters};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// Process set-up shared by every node: logging (see [`crate::telemetry`]) and the allocator.
+///
+/// Tile batches are tens of MB. glibc raises its mmap threshold each time such a block is
+/// freed, after which new ones come from the heap and freed ones are not returned: a writer
+/// node measured 824 MB peak RSS that way against 477 MB with the threshold pinned at 1 MiB
+/// (2041×1860 scene ×4, `graphs/upscale-classic.yml`).
+pub fn init(stage: &str, log_dir: &Path) -> Option<std::path::PathBuf> {
+    // SAFETY: mallopt only sets an allocator parameter; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+    crate::telemetry::init(stage, Some(log_dir))
+}
+
 /// Sends a tile batch on `output`, moving its pixels into Arrow without a copy.
 pub fn send_batch(node: &mut DoraNode, output: &str, batch: TileBatch) -> eyre::Result<usize> {
     let n = batch.len();

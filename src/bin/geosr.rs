@@ -3,6 +3,7 @@
 //! ```text
 //! geosr import-vgg <keras-vgg16.onnx> <out.safetensors>   convert the ImageNet VGG-16 conv weights
 //! geosr summary <run_dir> [--graph <graph.yml>]           print a run's summary, check tile counts
+//! geosr export <run_dir>                                   (re)write <run_dir>/model.onnx from its checkpoint
 //! geosr bench [steps]                                      dataflow vs single process, hop vs memcpy
 //! geosr bench-infer <model_run_dir> <lr.tif> [big_edge]    inference MP/s (ort, tch), peak RSS
 //! ```
@@ -57,6 +58,16 @@ fn main() -> eyre::Result<()> {
             std::fs::write(dir.join("bench.md"), &md)?;
             print!("{md}");
         }
+        Some("export") if args.len() == 2 => {
+            let run = PathBuf::from(&args[1]);
+            let ckpt = geosr::checkpoint::load_checkpoint(&run)?;
+            let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
+            let _net = geosr::unet::UNet::new(&vs.root(), &ckpt.card.architecture);
+            vs.load(&ckpt.weights)?;
+            let out = run.join("model.onnx");
+            geosr::onnx::export_unet(&ckpt.card.architecture, &vs.variables(), &out)?;
+            println!("wrote {}", out.display());
+        }
         Some("bench-infer") if (3..=4).contains(&args.len()) => {
             let root = geosr::settings::project_root();
             let dir = geosr::bench::default_dir(&root).join("infer");
@@ -108,7 +119,7 @@ fn main() -> eyre::Result<()> {
             print!("{md}");
         }
         _ => {
-            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
+            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr export <run_dir>\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
             std::process::exit(2);
         }
     }

@@ -14,7 +14,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("degrade: {e}"))?;
-    geosr::telemetry::init("degrade", Some(&settings.run_dir));
+    geosr::stage::init("degrade", &settings.run_dir);
     let deg = Degradation::from_settings(&settings);
     let (mut node, mut events) = DoraNode::init_from_env()?;
     let mut counts = TileCounts::new("degrade");

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("geotiff-writer: {e}"))?;
-    geosr::telemetry::init("geotiff-writer", Some(&settings.log_dir));
+    geosr::stage::init("geotiff-writer", &settings.log_dir);
     let output = settings.output.clone().ok_or_else(|| {
         eyre::eyre!(
             "geotiff-writer: GEOSR_OUTPUT is not set; give the path of the GeoTIFF to write"

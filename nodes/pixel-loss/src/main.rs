@@ -8,7 +8,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
-    geosr::telemetry::init("pixel-loss", Some(&settings.run_dir));
+    geosr::stage::init("pixel-loss", &settings.run_dir);
     settings.apply_threads();
     let device = settings.torch_device()?;
     if settings.pixel_loss == "none" {

@@ -16,7 +16,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
-    geosr::telemetry::init("tile-ingest", Some(&settings.run_dir));
+    geosr::stage::init("tile-ingest", &settings.run_dir);
     let (mut node, mut events) = DoraNode::init_from_env()?;
     // Plan before serving anything: a bad input fails here with one message naming the file.
     let mut plan = ChipPlan::new(&settings).map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
@@ -82,7 +82,7 @@ fn main() -> eyre::Result<()> {
 
 /// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`.
 fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
-    geosr::telemetry::init("tile-ingest", Some(&settings.log_dir));
+    geosr::stage::init("tile-ingest", &settings.log_dir);
     let (mut node, mut events) = DoraNode::init_from_env()?;
     let card = match &settings.model {
         Some(dir) => Some(

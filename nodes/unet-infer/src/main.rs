@@ -10,7 +10,7 @@ use geosr::tile::TileBatch;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("unet-infer: {e}"))?;
-    geosr::telemetry::init("unet-infer", Some(&settings.log_dir));
+    geosr::stage::init("unet-infer", &settings.log_dir);
     settings.apply_threads();
     let model = settings.model.clone().ok_or_else(|| {
         eyre::eyre!("unet-infer: GEOSR_MODEL is not set; give the run directory of a trained model")

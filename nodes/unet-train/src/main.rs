@@ -68,7 +68,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("unet-train: {e}"))?;
-    geosr::telemetry::init("unet-train", Some(&settings.run_dir));
+    geosr::stage::init("unet-train", &settings.run_dir);
     settings.apply_threads();
     let (node, mut events) = DoraNode::init_from_env()?;
     let inputs: Vec<String> = node

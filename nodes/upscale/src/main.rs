@@ -8,7 +8,7 @@ use geosr::tile::TileBatch;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("upscale: {e}"))?;
-    geosr::telemetry::init("upscale", Some(&settings.log_dir));
+    geosr::stage::init("upscale", &settings.log_dir);
     let (f, method) = (settings.factor as usize, settings.upscale_method.clone());
     let (mut node, mut events) = DoraNode::init_from_env()?;
     tracing::info!(factor = f, method = %method, "upscale ready");

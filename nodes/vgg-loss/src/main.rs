@@ -9,7 +9,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("vgg-loss: {e}"))?;
-    geosr::telemetry::init("vgg-loss", Some(&settings.run_dir));
+    geosr::stage::init("vgg-loss", &settings.run_dir);
     settings.apply_threads();
     let device = settings.torch_device()?;
     let loss = PerceptualLoss::new(&settings, device).map_err(|e| eyre::eyre!("vgg-loss: {e}"))?;
