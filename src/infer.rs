@@ -44,7 +44,10 @@ fn ort_environment() -> Result<&'static ort::environment::Environment> {
 }
 
 impl OrtEngine {
-    pub fn load(onnx: &Path, threads: Option<usize>) -> Result<Self> {
+    /// Loads `onnx`; with `cuda`, ONNX Runtime's CUDA execution provider is asked for first
+    /// (it needs the `onnxruntime-gpu` build, which `GEOSR_TORCH=cuda scripts/setup` installs;
+    /// without it ONNX Runtime says so and runs on the CPU).
+    pub fn load(onnx: &Path, threads: Option<usize>, cuda: bool) -> Result<Self> {
         if !onnx.is_file() {
             return Err(Error::weights(
                 onnx,
@@ -55,6 +58,11 @@ impl OrtEngine {
         let mut builder = ort::session::Session::builder(env).map_err(engine_err)?;
         if let Some(n) = threads {
             builder = builder.with_intra_threads(n).map_err(engine_err)?;
+        }
+        if cuda {
+            builder = builder
+                .with_execution_providers([ort::ep::CUDA::default().build()])
+                .map_err(engine_err)?;
         }
         let session = builder
             .commit_from_file(onnx)

@@ -473,18 +473,23 @@ fn absolute(base: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// The project checkout: `GEOSR_ROOT`, else the first ancestor of the running binary that holds
-/// both `Cargo.toml` and `graphs/`, else the working directory.
+/// The project checkout: `GEOSR_ROOT`, else the first ancestor of the running binary, else of
+/// the working directory (dora starts nodes in the graph's folder), that holds both
+/// `Cargo.toml` and `graphs/`, else the working directory. The binary's path is resolved by the
+/// kernel, so a `target/` that is a symlink to a cache elsewhere leads outside the checkout;
+/// the working directory then finds it.
 pub fn project_root() -> PathBuf {
     if let Some(root) = std::env::var_os("GEOSR_ROOT") {
         return PathBuf::from(root);
     }
-    let from_exe = std::env::current_exe().ok().and_then(|exe| {
-        exe.ancestors()
-            .find(|dir| dir.join("Cargo.toml").is_file() && dir.join("graphs").is_dir())
-            .map(Path::to_path_buf)
-    });
-    from_exe.unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")))
+    let is_root = |dir: &Path| dir.join("Cargo.toml").is_file() && dir.join("graphs").is_dir();
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .chain(cwd.ancestors())
+        .find(|dir| is_root(dir))
+        .map(Path::to_path_buf)
+        .unwrap_or(cwd)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ fn parity(cfg: UNetConfig) {
         .try_into()
         .unwrap();
     let input: Vec<f32> = x.flatten(0, -1).try_into().unwrap();
-    let mut ort = OrtEngine::load(&path, Some(1)).unwrap();
+    let mut ort = OrtEngine::load(&path, Some(1), false).unwrap();
     let got = ort.run(&input, [n, c, h, w]).unwrap();
     assert_eq!(got.len(), expected.len());
     let diff = got

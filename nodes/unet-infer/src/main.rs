@@ -26,6 +26,7 @@ fn main() -> eyre::Result<()> {
             OrtEngine::load(
                 &model.join("model.onnx"),
                 settings.threads.map(|t| t.max(1) as usize),
+                settings.torch_device()?.is_cuda(),
             )
             .map_err(|e| eyre::eyre!("unet-infer: {e}"))?,
         ),
