@@ -14,6 +14,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("degrade: {e}"))?;
+    geosr::stage::pin_mmap_threshold();
     geosr::stage::init("degrade", &settings.run_dir);
     let deg = Degradation::from_settings(&settings);
     let (mut node, mut events) = DoraNode::init_from_env()?;

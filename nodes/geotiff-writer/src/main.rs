@@ -11,6 +11,7 @@ use std::time::Instant;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("geotiff-writer: {e}"))?;
+    geosr::stage::pin_mmap_threshold();
     geosr::stage::init("geotiff-writer", &settings.log_dir);
     let output = settings.output.clone().ok_or_else(|| {
         eyre::eyre!(

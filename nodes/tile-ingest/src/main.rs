@@ -16,6 +16,7 @@ fn main() -> eyre::Result<()> {
     settings
         .check_run_dir()
         .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    geosr::stage::pin_mmap_threshold();
     geosr::stage::init("tile-ingest", &settings.run_dir);
     let (mut node, mut events) = DoraNode::init_from_env()?;
     // Plan before serving anything: a bad input fails here with one message naming the file.
@@ -82,6 +83,7 @@ fn main() -> eyre::Result<()> {
 
 /// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`.
 fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
+    geosr::stage::pin_mmap_threshold();
     geosr::stage::init("tile-ingest", &settings.log_dir);
     let (mut node, mut events) = DoraNode::init_from_env()?;
     let card = match &settings.model {

@@ -8,6 +8,7 @@ use geosr::tile::TileBatch;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("upscale: {e}"))?;
+    geosr::stage::pin_mmap_threshold();
     geosr::stage::init("upscale", &settings.log_dir);
     let (f, method) = (settings.factor as usize, settings.upscale_method.clone());
     let (mut node, mut events) = DoraNode::init_from_env()?;
