@@ -139,22 +139,19 @@ impl Mosaic {
         })
     }
 
-    /// Bytes held for blending right now.
+    /// Bytes held for blending right now (capacity, which is what the process holds).
     pub fn buffer_bytes(&self) -> usize {
-        (self.sum.len() + self.weight.len()) * 4
+        (self.sum.capacity() + self.weight.capacity()) * 4
     }
 
+    /// Grows the held rows to reach output row `until`. Rows are pixel-interleaved
+    /// (`[row][x][band]`), so growing and dropping rows never copies the buffers into new
+    /// ones once the first tile row has set their capacity.
     fn ensure_rows(&mut self, until: usize) {
         let need = until.saturating_sub(self.lo);
         if need > self.rows {
-            let w = self.width;
-            let mut sum = vec![0f32; self.bands * need * w];
-            for b in 0..self.bands {
-                sum[b * need * w..b * need * w + self.rows * w]
-                    .copy_from_slice(&self.sum[b * self.rows * w..(b + 1) * self.rows * w]);
-            }
-            self.sum = sum;
-            self.weight.resize(need * w, 0.0);
+            self.sum.resize(need * self.width * self.bands, 0.0);
+            self.weight.resize(need * self.width, 0.0);
             self.rows = need;
         }
     }
@@ -210,7 +207,7 @@ impl Mosaic {
                     for b in 0..self.bands {
                         let v = px[b * th * tw + ty * tw + tx] * batch.band_scale[b]
                             + batch.band_offset[b];
-                        self.sum[b * self.rows * w_out + at] += wgt * v;
+                        self.sum[at * self.bands + b] += wgt * v;
                     }
                 }
             }
@@ -243,7 +240,7 @@ impl Mosaic {
                 for x in 0..w {
                     let sx = x / f;
                     let at = r * w + x;
-                    let mut v = self.sum[b * self.rows * w + at] / self.weight[at].max(1e-12);
+                    let mut v = self.sum[at * self.bands + b] / self.weight[at].max(1e-12);
                     if let Some((lo, hi)) = self.integer_range {
                         v = (v as f64).round().clamp(lo, hi) as f32;
                     }
@@ -283,12 +280,8 @@ impl Mosaic {
         }
         // Drop the written rows from the buffers.
         let keep = self.rows - n;
-        for b in 0..self.bands {
-            let base = b * self.rows * w;
-            self.sum
-                .copy_within(base + n * w..base + self.rows * w, b * keep * w);
-        }
-        self.sum.truncate(self.bands * keep * w);
+        self.sum.copy_within(n * w * self.bands.., 0);
+        self.sum.truncate(keep * w * self.bands);
         self.weight.copy_within(n * w.., 0);
         self.weight.truncate(keep * w);
         self.rows = keep;

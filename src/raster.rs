@@ -71,13 +71,13 @@ pub struct RasterSource {
 }
 
 /// GDAL's block cache defaults to 5% of RAM per process; with tiled, compressed output that
-/// many dirty blocks pile up in the writer. Stages keep it at 128 MiB unless `GDAL_CACHEMAX` is
+/// many dirty blocks pile up in the writer. Stages keep it at 64 MiB unless `GDAL_CACHEMAX` is
 /// set in the environment.
 fn limit_gdal_cache() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var_os("GDAL_CACHEMAX").is_none() {
-            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "128");
+            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "64");
         }
     });
 }

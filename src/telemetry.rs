@@ -8,9 +8,15 @@ use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, Env
 pub fn init(stage: &str, run_dir: Option<&Path>) -> Option<std::path::PathBuf> {
     // Our crates at info; dora's and zenoh's internals only when something is wrong (their
     // shutdown chatter and transport diagnostics would drown the progress lines).
+    // Our crates (the core and this stage's binary) at info; dora's and zenoh's internals only
+    // when something is wrong (their shutdown chatter and transport diagnostics would drown the
+    // progress lines).
+    let own = stage.replace('-', "_");
     let filter = || {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            EnvFilter::new("warn,geosr=info,tile_ingest=info,degrade=info,unet_train=info,vgg_loss=info,pixel_loss=info,dora_node_api=error,zenoh=off,zenoh_transport=off")
+            EnvFilter::new(format!(
+                "warn,geosr=info,{own}=info,dora_node_api=error,zenoh=off,zenoh_transport=off"
+            ))
         })
     };
     // dora prefixes and timestamps each captured line itself: no colours, no second clock.
