@@ -21,9 +21,32 @@
 //! weights so a mismatch is detected on load.
 use crate::chips::Normalisation;
 use crate::error::{Error, Result};
-use crate::unet::UNetConfig;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+
+/// Architecture, as recorded in the model card.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UNetConfig {
+    pub bands: i64,
+    pub factor: i64,
+    pub depth: i64,
+    pub width: i64,
+    pub upsample: String,
+    pub skip: String,
+}
+
+impl UNetConfig {
+    pub fn from_settings(s: &crate::settings::Settings, bands: usize) -> Self {
+        UNetConfig {
+            bands: bands as i64,
+            factor: s.factor as i64,
+            depth: s.unet_depth as i64,
+            width: s.unet_width as i64,
+            upsample: s.upsample.clone(),
+            skip: s.skip.clone(),
+        }
+    }
+}
 
 /// Everything needed to use a trained model and to know where it came from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -32,9 +32,9 @@ pub enum Error {
     /// An inference engine (ONNX Runtime) failed to load or run a model.
     #[error("inference engine: {0}")]
     Engine(String),
-    /// libtorch reported an error.
+    /// libtorch reported an error (see `geosr_torch::TorchResult`).
     #[error("libtorch: {0}")]
-    Torch(#[from] tch::TchError),
+    Torch(String),
     /// Arrow reported an error.
     #[error("arrow: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -44,31 +44,31 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn raster(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+    pub fn raster(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         Error::Raster {
             path: path.into(),
             problem: problem.into(),
         }
     }
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,
         }
     }
-    pub(crate) fn weights(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+    pub fn weights(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         Error::Weights {
             path: path.into(),
             problem: problem.into(),
         }
     }
-    pub(crate) fn setting(key: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn setting(key: impl Into<String>, problem: impl Into<String>) -> Self {
         Error::Setting {
             key: key.into(),
             problem: problem.into(),
         }
     }
-    pub(crate) fn checkpoint(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+    pub fn checkpoint(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         Error::Checkpoint {
             path: path.into(),
             problem: problem.into(),

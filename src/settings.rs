@@ -430,26 +430,6 @@ impl Settings {
             })
             .collect()
     }
-
-    /// The torch device these settings ask for.
-    pub fn torch_device(&self) -> Result<tch::Device> {
-        match self.device.as_str() {
-            "cpu" => Ok(tch::Device::Cpu),
-            "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            "cuda" => Err(Error::setting(
-                "device",
-                "cuda was asked for but libtorch sees no CUDA device",
-            )),
-            _ => Ok(tch::Device::cuda_if_available()),
-        }
-    }
-
-    /// Applies the `threads` setting to libtorch.
-    pub fn apply_threads(&self) {
-        if let Some(n) = self.threads {
-            tch::set_num_threads(n.max(1));
-        }
-    }
 }
 
 fn resolve_path_value(

@@ -420,43 +420,6 @@ impl TileBatch {
         }
     }
 
-    /// The batch's pixels as an NCHW tensor on `device`.
-    pub fn tensor(&self, device: tch::Device) -> tch::Tensor {
-        tch::Tensor::from_slice(&self.pixels)
-            .view(self.shape())
-            .to_device(device)
-    }
-
-    /// Copies an NCHW tensor's values into a `Vec` in the contract's order.
-    pub fn tensor_values(t: &tch::Tensor) -> Vec<f32> {
-        let t = t
-            .to_device(tch::Device::Cpu)
-            .to_kind(tch::Kind::Float)
-            .contiguous();
-        let n = t.numel();
-        let mut out = vec![0f32; n];
-        t.copy_data(&mut out, n);
-        out
-    }
-
-    /// A batch with this batch's identity and tile geometry but new pixels of another shape —
-    /// for example an SR prediction or a gradient.
-    pub fn with_pixels(&self, t: &tch::Tensor) -> Result<Self> {
-        let size = t.size();
-        if size.len() != 4 || size[0] as usize != self.len() {
-            return Err(Error::Contract(format!(
-                "tensor of shape {size:?} for a batch of {} tiles",
-                self.len()
-            )));
-        }
-        self.derived(
-            size[1] as usize,
-            size[2] as usize,
-            size[3] as usize,
-            Self::tensor_values(t),
-        )
-    }
-
     /// A batch covering the same ground with `c × h × w` tiles: pixel sizes in the
     /// geotransforms and the `factor` column follow the new grid.
     pub fn derived(&self, c: usize, h: usize, w: usize, pixels: Vec<f32>) -> Result<Self> {

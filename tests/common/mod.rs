@@ -2,8 +2,14 @@
 #![allow(dead_code)]
 use std::path::{Path, PathBuf};
 
+/// The checkout (these helpers serve the tests of more than one crate of the workspace).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|d| d.join("graphs").is_dir())
+        .expect("the crate lies inside the checkout")
+        .to_path_buf()
 }
 
 /// The converted VGG-16 weights made by `scripts/setup`.

@@ -1,7 +1,8 @@
 //! `pixel-loss`: the per-pixel loss stage (L1 or MSE on normalised pixels). Same protocol as
 //! `vgg-loss`, so a graph swaps one for the other. See README.md beside this file.
-use geosr::loss::PixelLoss;
 use geosr::settings::Settings;
+use geosr_torch::loss::PixelLoss;
+use geosr_torch::SettingsTorch;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
@@ -15,5 +16,5 @@ fn main() -> eyre::Result<()> {
         eyre::bail!("pixel-loss: pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
     }
     let loss = PixelLoss::from_settings(&settings);
-    geosr::stage::run_loss_stage("pixel-loss", &loss, &settings.run_dir, device)
+    geosr_torch::loss_stage::run_loss_stage("pixel-loss", &loss, &settings.run_dir, device)
 }

@@ -3,10 +3,11 @@
 use dora_node_api::{DoraNode, Event};
 use geosr::checkpoint::load_checkpoint;
 use geosr::flow::TileCounts;
-use geosr::infer::{Engine, OrtEngine, TchEngine};
 use geosr::settings::Settings;
 use geosr::stage::send_batch;
 use geosr::tile::TileBatch;
+use geosr_torch::infer::{Engine, OrtEngine, TchEngine};
+use geosr_torch::SettingsTorch;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("unet-infer: {e}"))?;

@@ -8,8 +8,9 @@ use geosr::flow::{Request, TileCounts};
 use geosr::settings::{Settings, DEFAULT_STEPS};
 use geosr::stage::{send_array, send_batch};
 use geosr::tile::TileBatch;
-use geosr::train::{combine_grads, Trainer, Validation};
-use geosr::unet::UNetConfig;
+use geosr_torch::train::{combine_grads, Trainer, Validation};
+use geosr_torch::unet::UNetConfig;
+use geosr_torch::{SettingsTorch, TileTensors, TorchResult};
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::Path;
@@ -602,12 +603,12 @@ impl Run {
         let dir = write_checkpoint(
             &self.settings.run_dir,
             &mut card,
-            |p| trainer.vs.save(p).map_err(Into::into),
+            |p| trainer.vs.save(p).torch(),
             |p| trainer.adam.save(p),
             keep,
         )?;
         // The inference graph's default engine reads the ONNX export beside the weights.
-        geosr::onnx::export_unet(
+        geosr_torch::onnx::export_unet(
             trainer.net.config(),
             &trainer.vs.variables(),
             &self.settings.run_dir.join("model.onnx"),

@@ -1,0 +1,202 @@
+//! The training step of `unet-train`, shared with the benchmark's single-process loop.
+use crate::adam::{lr_at, Adam};
+use crate::tensor::{SettingsTorch, TileTensors};
+use crate::unet::{interpolate, UNet, UNetConfig};
+use geosr::checkpoint::LoadedCheckpoint;
+use geosr::error::{Error, Result};
+use geosr::metrics::QualitySum;
+use geosr::settings::Settings;
+use geosr::tile::TileBatch;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+/// The U-Net, its optimiser and the schedule.
+pub struct Trainer {
+    pub vs: VarStore,
+    pub net: UNet,
+    pub adam: Adam,
+    pub device: Device,
+    pub total_steps: u64,
+    peak_lr: f64,
+    schedule: String,
+    warmup: u64,
+}
+
+/// Validation quality of the SR output and of plain bicubic upsampling, on the same tiles.
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Validation {
+    pub sr: QualitySum,
+    pub bicubic: QualitySum,
+}
+
+impl Trainer {
+    pub fn new(cfg: &UNetConfig, s: &Settings, device: Device, total_steps: u64) -> Self {
+        tch::manual_seed(s.seed as i64);
+        let vs = VarStore::new(device);
+        let net = UNet::new(&vs.root(), cfg);
+        let adam = Adam::new(&vs);
+        Trainer {
+            vs,
+            net,
+            adam,
+            device,
+            total_steps,
+            peak_lr: s.lr,
+            schedule: s.lr_schedule.clone(),
+            warmup: s.warmup_steps as u64,
+        }
+    }
+
+    /// Steps done so far.
+    pub fn step(&self) -> u64 {
+        self.adam.step
+    }
+
+    /// Continues from a checkpoint of the same architecture.
+    pub fn resume(&mut self, ckpt: &LoadedCheckpoint) -> Result<()> {
+        if &ckpt.card.architecture != self.net.config() {
+            return Err(Error::checkpoint(
+                &ckpt.dir,
+                format!(
+                    "architecture {:?} differs from the one asked for {:?}",
+                    ckpt.card.architecture,
+                    self.net.config()
+                ),
+            ));
+        }
+        self.vs
+            .load(&ckpt.weights)
+            .map_err(|e| Error::checkpoint(&ckpt.weights, e.to_string()))?;
+        self.adam.load(&ckpt.optimizer, ckpt.card.step)?;
+        Ok(())
+    }
+
+    /// SR prediction of an LR batch, attached to the autograd graph.
+    pub fn predict(&self, lr: &TileBatch) -> Tensor {
+        self.net.forward(&lr.tensor(self.device))
+    }
+
+    /// Back-propagates `grad` (∂loss/∂pred, summed over the loss stages) through the network
+    /// and takes one Adam step. Returns the learning rate used.
+    pub fn apply(&mut self, pred: &Tensor, grad: &Tensor) -> f64 {
+        self.adam.zero_grad();
+        // d/dθ Σ(pred · g) = Jᵀg: the parameter gradients of the loss whose ∂/∂pred is g.
+        (pred * grad.to_device(self.device).detach())
+            .sum(Kind::Float)
+            .backward();
+        let lr = lr_at(
+            self.peak_lr,
+            &self.schedule,
+            self.warmup,
+            self.adam.step,
+            self.total_steps,
+        );
+        self.adam.step(lr);
+        lr
+    }
+
+    /// Adds one validation batch to `v`: SR and bicubic against HR, in normalised units (a
+    /// data range of 1 is the 1st–99th percentile span of each band).
+    pub fn validate(&self, lr: &TileBatch, hr: &TileBatch, v: &mut Validation) -> Result<()> {
+        if lr.batch_id != hr.batch_id || lr.len() != hr.len() {
+            return Err(Error::Contract(format!(
+                "validation LR batch {} ({} tiles) paired with HR batch {} ({} tiles)",
+                lr.batch_id,
+                lr.len(),
+                hr.batch_id,
+                hr.len()
+            )));
+        }
+        let x = lr.tensor(self.device);
+        let (sr, bic) = tch::no_grad(|| {
+            let f = self.net.config().factor;
+            (
+                self.net.forward(&x),
+                interpolate(&x, f, "bicubic").expect("bicubic is a mode"),
+            )
+        });
+        let (c, h, w) = (hr.bands, hr.height, hr.width);
+        v.sr.add_batch(&crate::tensor::tensor_values(&sr), &hr.pixels, c, h, w, 1.0);
+        v.bicubic.add_batch(
+            &crate::tensor::tensor_values(&bic),
+            &hr.pixels,
+            c,
+            h,
+            w,
+            1.0,
+        );
+        Ok(())
+    }
+}
+
+/// Sums the gradients of several loss stages with their weights.
+pub fn combine_grads(parts: &[(f64, Tensor)]) -> Tensor {
+    let mut it = parts.iter();
+    let (w0, g0) = it.next().expect("at least one loss stage");
+    it.fold(g0 * *w0, |acc, (w, g)| acc + g * *w)
+}
+
+/// What [`train_in_process`] measured.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InProcessReport {
+    pub steps: u64,
+    /// Steps after the first 10 per second (the dataflow's `timing.json` measures the same).
+    pub steps_per_s: f64,
+    pub last_loss: f64,
+    pub validation: Option<Validation>,
+}
+
+/// Training without dora: the same chips, degradation, network, loss and optimiser as the
+/// dataflow, in one process. The benchmark's baseline and `examples/train_in_process.rs`.
+pub fn train_in_process(
+    settings: &Settings,
+    loss: &dyn crate::loss::LossFn,
+    steps: u64,
+    validate_at_end: bool,
+    mut on_step: impl FnMut(u64, f64),
+) -> Result<InProcessReport> {
+    let device = settings.torch_device()?;
+    let mut plan = geosr::chips::ChipPlan::new(settings)?;
+    let deg = geosr::degrade::Degradation::from_settings(settings);
+    let cfg = UNetConfig::from_settings(settings, plan.bands());
+    let mut trainer = Trainer::new(&cfg, settings, device, steps);
+    let start = std::time::Instant::now();
+    let mut done_s = Vec::with_capacity(steps as usize);
+    let mut last_loss = f64::NAN;
+    for _ in 0..steps {
+        let (hr, paired) = plan.next_train()?;
+        let lr = match paired {
+            Some(lr) => lr,
+            None => deg.apply_batch(&hr)?,
+        };
+        let pred = trainer.predict(&lr);
+        let (value, _, grad) =
+            crate::loss::loss_and_grad(loss, &pred.detach(), &hr.tensor(device), &hr.colour)?;
+        trainer.apply(&pred, &grad);
+        last_loss = value;
+        done_s.push(start.elapsed().as_secs_f64());
+        on_step(trainer.step(), value);
+    }
+    let skip = 10.min(done_s.len().saturating_sub(1));
+    let timed = (done_s.len().saturating_sub(1 + skip)) as f64;
+    let secs = done_s.last().copied().unwrap_or(0.0) - done_s.get(skip).copied().unwrap_or(0.0);
+    let validation = if validate_at_end && !plan.val.is_empty() {
+        let mut v = Validation::default();
+        for i in 0..plan.val_batches() {
+            let (hr, paired) = plan.val_batch(i)?;
+            let lr = match paired {
+                Some(lr) => lr,
+                None => deg.apply_batch(&hr)?,
+            };
+            trainer.validate(&lr, &hr, &mut v)?;
+        }
+        Some(v)
+    } else {
+        None
+    };
+    Ok(InProcessReport {
+        steps,
+        steps_per_s: if secs > 0.0 { timed / secs } else { f64::NAN },
+        last_loss,
+        validation,
+    })
+}

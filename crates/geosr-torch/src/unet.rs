@@ -1,0 +1,168 @@
+//! The image transformation network: a U-Net working at LR resolution that upsamples at the
+//! end (pixel shuffle or a transposed convolution) and adds an interpolated copy of its input,
+//! so it learns only the residual detail.
+//!
+//! The last convolution starts at zero, so an untrained network reproduces the bicubic (or
+//! bilinear) skip exactly and training can only move it away from there.
+//!
+//! ```
+//! use geosr_torch::unet::{UNet, UNetConfig};
+//! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: "pixelshuffle".into(), skip: "bicubic".into() };
+//! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+//! let net = UNet::new(&vs.root(), &cfg);
+//! let sr = net.forward(&tch::Tensor::zeros([1, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu)));
+//! assert_eq!(sr.size(), [1, 3, 64, 64]);
+//! ```
+pub use geosr::checkpoint::UNetConfig;
+use tch::{nn, nn::Module, Tensor};
+
+struct Block {
+    a: nn::Conv2D,
+    b: nn::Conv2D,
+}
+
+impl Block {
+    fn new(p: &nn::Path, cin: i64, cout: i64) -> Self {
+        let cfg = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        Block {
+            a: nn::conv2d(p / "a", cin, cout, 3, cfg),
+            b: nn::conv2d(p / "b", cout, cout, 3, cfg),
+        }
+    }
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.apply(&self.a).leaky_relu().apply(&self.b).leaky_relu()
+    }
+}
+
+enum Tail {
+    Shuffle(nn::Conv2D),
+    Deconv(nn::ConvTranspose2D),
+}
+
+/// The U-Net. Its variables live in the `VarStore` whose path it was built on.
+pub struct UNet {
+    cfg: UNetConfig,
+    head: nn::Conv2D,
+    enc: Vec<Block>,
+    down: Vec<nn::Conv2D>,
+    mid: Block,
+    up: Vec<nn::Conv2D>,
+    dec: Vec<Block>,
+    tail: Tail,
+}
+
+impl UNet {
+    pub fn new(p: &nn::Path, cfg: &UNetConfig) -> Self {
+        let w = |level: i64| cfg.width << level;
+        let pad1 = nn::ConvConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let down_cfg = nn::ConvConfig {
+            padding: 1,
+            stride: 2,
+            ..Default::default()
+        };
+        let head = nn::conv2d(p / "head", cfg.bands, w(0), 3, pad1);
+        let enc = (0..cfg.depth)
+            .map(|l| Block::new(&(p / format!("enc{l}")), w(l), w(l)))
+            .collect();
+        let down = (0..cfg.depth)
+            .map(|l| nn::conv2d(p / format!("down{l}"), w(l), w(l + 1), 3, down_cfg))
+            .collect();
+        let mid = Block::new(&(p / "mid"), w(cfg.depth), w(cfg.depth));
+        let up = (0..cfg.depth)
+            .map(|l| nn::conv2d(p / format!("up{l}"), w(l + 1), w(l), 3, pad1))
+            .collect();
+        let dec = (0..cfg.depth)
+            .map(|l| Block::new(&(p / format!("dec{l}")), 2 * w(l), w(l)))
+            .collect();
+        let zero = nn::ConvConfig {
+            padding: 1,
+            ws_init: nn::Init::Const(0.0),
+            bs_init: nn::Init::Const(0.0),
+            ..Default::default()
+        };
+        let tail = if cfg.upsample == "deconv" {
+            let tcfg = nn::ConvTransposeConfig {
+                stride: cfg.factor,
+                ws_init: nn::Init::Const(0.0),
+                bs_init: nn::Init::Const(0.0),
+                ..Default::default()
+            };
+            Tail::Deconv(nn::conv_transpose2d(
+                p / "tail",
+                w(0),
+                cfg.bands,
+                cfg.factor,
+                tcfg,
+            ))
+        } else {
+            Tail::Shuffle(nn::conv2d(
+                p / "tail",
+                w(0),
+                cfg.bands * cfg.factor * cfg.factor,
+                3,
+                zero,
+            ))
+        };
+        UNet {
+            cfg: cfg.clone(),
+            head,
+            enc,
+            down,
+            mid,
+            up,
+            dec,
+            tail,
+        }
+    }
+
+    pub fn config(&self) -> &UNetConfig {
+        &self.cfg
+    }
+
+    /// LR (N×C×h×w, h and w multiples of 2^depth) → SR (N×C×fh×fw).
+    pub fn forward(&self, lr: &Tensor) -> Tensor {
+        let mut x = lr.apply(&self.head).leaky_relu();
+        let mut skips = Vec::with_capacity(self.enc.len());
+        for (block, down) in self.enc.iter().zip(&self.down) {
+            x = block.forward(&x);
+            skips.push(x.shallow_clone());
+            x = x.apply(down).leaky_relu();
+        }
+        x = self.mid.forward(&x);
+        for l in (0..self.dec.len()).rev() {
+            let size = skips[l].size();
+            x = x
+                .upsample_nearest2d([size[2], size[3]], None, None)
+                .apply(&self.up[l])
+                .leaky_relu();
+            x = self.dec[l].forward(&Tensor::cat(&[&x, &skips[l]], 1));
+        }
+        let residual = match &self.tail {
+            Tail::Shuffle(conv) => x.apply(conv).pixel_shuffle(self.cfg.factor),
+            Tail::Deconv(deconv) => deconv.forward(&x),
+        };
+        match interpolate(lr, self.cfg.factor, &self.cfg.skip) {
+            Some(base) => base + residual,
+            None => residual,
+        }
+    }
+}
+
+/// Bicubic or bilinear upsampling by `factor` (half-pixel centres, as GDAL and OpenCV), or
+/// `None` for `mode = "none"`.
+pub fn interpolate(lr: &Tensor, factor: i64, mode: &str) -> Option<Tensor> {
+    let s = lr.size();
+    let out = [s[2] * factor, s[3] * factor];
+    let f = factor as f64;
+    match mode {
+        "bicubic" => Some(lr.upsample_bicubic2d(out, false, f, f)),
+        "bilinear" => Some(lr.upsample_bilinear2d(out, false, f, f)),
+        _ => None,
+    }
+}
