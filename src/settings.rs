@@ -221,7 +221,7 @@ impl Default for Settings {
             ingest_mode: "train".into(),
             infer_tile: 128,
             overlap: 8,
-            infer_batch: 8,
+            infer_batch: 4,
             engine: "ort".into(),
             upscale_method: "bicubic".into(),
             output_format: "GTiff".into(),

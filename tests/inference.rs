@@ -223,7 +223,7 @@ fn band_count_and_type_must_match_the_model() {
 #[test]
 fn memory_follows_one_tile_row_not_the_raster() {
     let dir = tempfile::tempdir().unwrap();
-    let (w, h) = (64usize, 400usize);
+    let (w, h) = (64usize, 1600usize);
     let src = dir.path().join("tall.tif");
     geosr::raster::write_geotiff::<f32>(&src, 1, w, h, &pattern(1, w, h, 1.0, 0.0), GT, "", None)
         .unwrap();

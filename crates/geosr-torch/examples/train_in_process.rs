@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! source scripts/env.sh
-//! GEOSR_STEPS=200 cargo run --release --example train_in_process
+//! GEOSR_STEPS=200 cargo run --release -p geosr-torch --example train_in_process
 //! ```
 use geosr::settings::{Settings, DEFAULT_STEPS};
 use geosr_torch::loss::PerceptualLoss;
