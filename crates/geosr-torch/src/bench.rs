@@ -192,14 +192,20 @@ pub fn default_dir(root: &Path) -> PathBuf {
     root.join("runs/bench")
 }
 
-/// Resident memory (bytes) of every process whose executable lies in `bin_dir`, summed.
+/// Resident memory (bytes) of every process whose executable lies in `bin_dir`, summed, this
+/// process excepted.
 /// Shared-memory pages mapped by two nodes count twice, so this errs high.
 pub fn nodes_rss(bin_dir: &Path) -> u64 {
     let mut total = 0;
+    // The benchmark's own process lives in the same folder; it is not part of the graph.
+    let me = std::process::id().to_string();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return 0;
     };
     for p in procs.flatten() {
+        if p.file_name().to_str() == Some(me.as_str()) {
+            continue;
+        }
         let exe = std::fs::read_link(p.path().join("exe")).unwrap_or_default();
         if !exe.starts_with(bin_dir) {
             continue;
