@@ -219,7 +219,7 @@ impl Default for Settings {
             pixel_loss: "l1".into(),
             pixel_weight: 1.0,
             ingest_mode: "train".into(),
-            infer_tile: 128,
+            infer_tile: 96,
             overlap: 8,
             infer_batch: 4,
             engine: "ort".into(),
