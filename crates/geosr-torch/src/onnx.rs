@@ -166,13 +166,7 @@ fn attr_str(name: &str, v: &str) -> AttributeProto {
 }
 
 fn float_tensor(name: &str, t: &Tensor) -> TensorProto {
-    let t = t
-        .to_device(tch::Device::Cpu)
-        .to_kind(tch::Kind::Float)
-        .contiguous();
-    let n = t.numel();
-    let mut v = vec![0f32; n];
-    t.copy_data(&mut v, n);
+    let v = crate::tensor::tensor_values(t);
     TensorProto {
         dims: t.size(),
         data_type: 1,
