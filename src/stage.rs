@@ -1,9 +1,10 @@
 //! Small helpers shared by the dora nodes: sending tile batches, reading settings with the
 //! right context, and the whole event loop of a loss stage.
 use crate::error::Result;
+use crate::flow::TileCounts;
 use crate::tile::TileBatch;
 use dora_node_api::dora_core::config::DataId;
-use dora_node_api::{DoraNode, MetadataParameters};
+use dora_node_api::{DoraNode, Event, MetadataParameters};
 use std::path::Path;
 
 /// Process set-up shared by every node: logging (see [`crate::telemetry`]).
@@ -66,4 +67,32 @@ pub fn describe_stage(
             .expect("json")
             .as_bytes(),
     )
+}
+
+/// The event loop of a stage that answers every input batch with exactly one output batch
+/// (degrade, upscale, unet-infer): decodes each batch, asks `f` for the output id and the reply,
+/// sends it and counts both, until dora stops the node; then writes the counts to `log_dir`.
+/// Such a stage keeps nothing, so it sits on a request/credit flow unchanged.
+pub fn map_batches(
+    stage: &str,
+    log_dir: &Path,
+    mut f: impl FnMut(&str, TileBatch) -> eyre::Result<(String, TileBatch)>,
+) -> eyre::Result<()> {
+    let (mut node, mut events) = DoraNode::init_from_env()?;
+    let mut counts = TileCounts::new(stage);
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } => {
+                let batch = TileBatch::from_arrow(data.as_array().as_ref())
+                    .map_err(|e| eyre::eyre!("{stage}: input `{id}`: {e}"))?;
+                counts.count_in(id.as_str(), batch.len());
+                let (output, reply) = f(id.as_str(), batch)?;
+                counts.count_out(&output, send_batch(&mut node, &output, reply)?);
+            }
+            Event::Stop(_) => break,
+            _ => {}
+        }
+    }
+    counts.write(log_dir)?;
+    Ok(())
 }

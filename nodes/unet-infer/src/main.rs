@@ -1,11 +1,7 @@
 //! `unet-infer`: super-resolves LR tile batches with a trained model — ONNX Runtime by default,
 //! libtorch with `engine: tch`. See README.md beside this file.
-use dora_node_api::{DoraNode, Event};
 use geosr::checkpoint::load_checkpoint;
-use geosr::flow::TileCounts;
 use geosr::settings::Settings;
-use geosr::stage::send_batch;
-use geosr::tile::TileBatch;
 use geosr_torch::infer::{Engine, OrtEngine, TchEngine};
 use geosr_torch::SettingsTorch;
 
@@ -32,32 +28,21 @@ fn main() -> eyre::Result<()> {
             .map_err(|e| eyre::eyre!("unet-infer: {e}"))?,
         ),
     };
-    let (mut node, mut events) = DoraNode::init_from_env()?;
     let f = card.downsample_factor as usize;
     tracing::info!(engine = engine.name(), model = %model.display(), factor = f, "unet-infer ready");
-    let mut counts = TileCounts::new("unet-infer");
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } => {
-                let lr = TileBatch::from_arrow(data.as_array().as_ref())
-                    .map_err(|e| eyre::eyre!("unet-infer: input `{id}`: {e}"))?;
-                counts.count_in(id.as_str(), lr.len());
-                if lr.bands != card.bands.len() {
-                    eyre::bail!(
-                        "unet-infer: tiles have {} bands, the model {} expects {}",
-                        lr.bands,
-                        model.display(),
-                        card.bands.len()
-                    );
-                }
-                let sr = engine.run(&lr.pixels, [lr.len(), lr.bands, lr.height, lr.width])?;
-                let out = lr.derived(lr.bands, lr.height * f, lr.width * f, sr)?;
-                counts.count_out("sr", send_batch(&mut node, "sr", out)?);
-            }
-            Event::Stop(_) => break,
-            _ => {}
+    geosr::stage::map_batches("unet-infer", &settings.log_dir, |_, lr| {
+        if lr.bands != card.bands.len() {
+            eyre::bail!(
+                "unet-infer: tiles have {} bands, the model {} expects {}",
+                lr.bands,
+                model.display(),
+                card.bands.len()
+            );
         }
-    }
-    counts.write(&settings.log_dir)?;
-    Ok(())
+        let sr = engine.run(&lr.pixels, [lr.len(), lr.bands, lr.height, lr.width])?;
+        Ok((
+            "sr".into(),
+            lr.derived(lr.bands, lr.height * f, lr.width * f, sr)?,
+        ))
+    })
 }
