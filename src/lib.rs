@@ -3,7 +3,8 @@
 //! Super-resolution of satellite imagery as a dora dataflow. This crate is the core every stage
 //! calls, and it does not link libtorch: the Arrow tile contract ([`tile`], [`flow`]), raster
 //! I/O and tiling ([`raster`], [`chips`], [`scan`], [`mosaic`]), degradation ([`degrade`]),
-//! classic resamplers ([`upscale`]), metrics ([`metrics`]), checkpoints and the model card
+//! classic resamplers ([`upscale`]), metrics and evaluation reports ([`metrics`], [`evaluate`],
+//! [`scores`], [`plot`]), checkpoints and the model card
 //! ([`checkpoint`]), settings ([`settings`]), run summaries ([`summary`]), node helpers
 //! ([`stage`]) and logging ([`telemetry`]). The networks, losses, training and inference
 //! engines live in `geosr-torch` (crates/geosr-torch), used only by the stages that run a model.
@@ -12,11 +13,14 @@ pub mod checkpoint;
 pub mod chips;
 pub mod degrade;
 pub mod error;
+pub mod evaluate;
 pub mod flow;
 pub mod metrics;
 pub mod mosaic;
+pub mod plot;
 pub mod raster;
 pub mod scan;
+pub mod scores;
 pub mod settings;
 pub mod stage;
 pub mod summary;

@@ -45,6 +45,33 @@ impl ScanPlan {
         batch: usize,
         nodata: Option<f64>,
     ) -> Result<Self> {
+        Self::scaled(path, card, tile, overlap, batch, nodata, 1)
+    }
+
+    /// Plans the tiles of an HR raster for evaluation: tiles and overlap are `scale` times the
+    /// LR values given (`scale` = the model's factor), so that once degraded they are exactly the
+    /// LR tiles inference would use.
+    pub fn hr(
+        path: &Path,
+        card: &ModelCard,
+        tile: u32,
+        overlap: u32,
+        batch: usize,
+        nodata: Option<f64>,
+    ) -> Result<Self> {
+        let f = card.downsample_factor;
+        Self::scaled(path, Some(card), tile * f, overlap * f, batch, nodata, f)
+    }
+
+    fn scaled(
+        path: &Path,
+        card: Option<&ModelCard>,
+        tile: u32,
+        overlap: u32,
+        batch: usize,
+        nodata: Option<f64>,
+        scale: u32,
+    ) -> Result<Self> {
         let src = RasterSource::open(path, &[])?;
         let Some(card) = card else {
             let c = src.info.bands.len();
@@ -73,7 +100,7 @@ impl ScanPlan {
                 format!("is {}; the model was trained on {} rasters and its normalisation is for that range", src.info.data_type, card.data_type),
             ));
         }
-        let level = 1u32 << card.architecture.depth;
+        let level = scale << card.architecture.depth;
         Self::tiled(
             src,
             card.normalisation.clone(),
@@ -95,7 +122,7 @@ impl ScanPlan {
         nodata: Option<f64>,
     ) -> Result<Self> {
         if !tile.is_multiple_of(level) || overlap * 2 >= tile {
-            return Err(Error::setting("infer_tile", format!("{tile} must be a multiple of {level} and more than twice the overlap {overlap}")));
+            return Err(Error::setting("infer_tile", format!("{tile} source pixels must be a multiple of {level} and more than twice the overlap {overlap}")));
         }
         let (w, h) = (src.info.width as u32, src.info.height as u32);
         // Rasters smaller than a tile get one padded tile of the next multiple of 2^depth.
@@ -208,6 +235,60 @@ impl ScanPlan {
             pixels,
             loss: None,
         })
+    }
+}
+
+/// The HR tiles of every raster named by `input` (a file or a folder), for evaluation: batches
+/// never mix rasters and are numbered across all of them, rasters in file-name order.
+pub struct EvalPlan {
+    pub plans: Vec<ScanPlan>,
+    /// Global index of each raster's first batch.
+    first_batch: Vec<usize>,
+}
+
+impl EvalPlan {
+    pub fn new(
+        input: &Path,
+        card: &ModelCard,
+        tile: u32,
+        overlap: u32,
+        batch: usize,
+        nodata: Option<f64>,
+    ) -> Result<Self> {
+        let mut plans = Vec::new();
+        let mut first_batch = Vec::new();
+        let mut total = 0;
+        for path in crate::raster::list_rasters(input)? {
+            let plan = ScanPlan::hr(&path, card, tile, overlap, batch, nodata)?;
+            first_batch.push(total);
+            total += plan.batches();
+            plans.push(plan);
+        }
+        Ok(EvalPlan { plans, first_batch })
+    }
+
+    pub fn batches(&self) -> usize {
+        self.plans.iter().map(ScanPlan::batches).sum()
+    }
+
+    /// Global batch `index`: its raster's batch, renumbered across all rasters.
+    pub fn batch(&self, index: usize) -> Result<TileBatch> {
+        let total = self.batches();
+        let r = self
+            .first_batch
+            .iter()
+            .rposition(|&first| first <= index)
+            .filter(|_| index < total)
+            .ok_or_else(|| {
+                Error::Contract(format!(
+                    "evaluation batch {index} asked for, there are {total}"
+                ))
+            })?;
+        let mut b = self.plans[r].batch(index - self.first_batch[r])?;
+        b.batch_id = index as u64;
+        b.index_in_split = index as u32;
+        b.batches_in_split = total as u32;
+        Ok(b)
     }
 }
 

@@ -146,7 +146,8 @@ pub struct Settings {
     pub pixel_weight: f64,
 
     // --- inference (tile-ingest in infer mode, unet-infer, upscale, geotiff-writer) ---
-    /// `train` (chips for training) or `infer` (overlapping tiles of the input in raster order).
+    /// `train` (chips for training), `infer` (overlapping LR tiles of the input in raster order)
+    /// or `evaluate` (overlapping HR tiles of every input raster, to degrade and compare).
     pub ingest_mode: String,
     /// Inference tile edge in LR pixels (a multiple of 2^unet_depth).
     pub infer_tile: u32,
@@ -160,6 +161,10 @@ pub struct Settings {
     pub upscale_method: String,
     /// `GTiff` or `COG`.
     pub output_format: String,
+    /// Crops shown in the evaluation preview PNG (0 = no preview).
+    pub preview_crops: u32,
+    /// Edge of each preview crop in HR pixels (shown at 2× up to 128, 1× above 256).
+    pub preview_size: u32,
     /// GDAL creation options, comma-separated.
     pub creation_options: String,
 
@@ -225,6 +230,8 @@ impl Default for Settings {
             engine: "ort".into(),
             upscale_method: "bicubic".into(),
             output_format: "GTiff".into(),
+            preview_crops: 3,
+            preview_size: 128,
             creation_options: "TILED=YES,COMPRESS=DEFLATE,PREDICTOR=2,BIGTIFF=IF_SAFER".into(),
             run_dir: root.join("runs/train"),
             log_dir: root.join("runs/logs"),
@@ -356,7 +363,11 @@ impl Settings {
             ),
             ("pixel_loss", &self.pixel_loss, &["l1", "mse", "none"][..]),
             ("device", &self.device, &["auto", "cpu", "cuda"][..]),
-            ("ingest_mode", &self.ingest_mode, &["train", "infer"][..]),
+            (
+                "ingest_mode",
+                &self.ingest_mode,
+                &["train", "infer", "evaluate"][..],
+            ),
             ("engine", &self.engine, &["ort", "tch"][..]),
             (
                 "upscale_method",

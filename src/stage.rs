@@ -71,7 +71,8 @@ pub fn describe_stage(
 
 /// The event loop of a stage that answers every input batch with exactly one output batch
 /// (degrade, upscale, unet-infer): decodes each batch, asks `f` for the output id and the reply,
-/// sends it and counts both, until dora stops the node; then writes the counts to `log_dir`.
+/// sends it and counts both, until dora stops the node; then writes the counts to `log_dir`
+/// under the node's id.
 /// Such a stage keeps nothing, so it sits on a request/credit flow unchanged.
 pub fn map_batches(
     stage: &str,
@@ -79,7 +80,9 @@ pub fn map_batches(
     mut f: impl FnMut(&str, TileBatch) -> eyre::Result<(String, TileBatch)>,
 ) -> eyre::Result<()> {
     let (mut node, mut events) = DoraNode::init_from_env()?;
-    let mut counts = TileCounts::new(stage);
+    // Counts are named after the node, not the stage: a graph may run one stage several times
+    // (three `upscale` nodes in the evaluation graph).
+    let mut counts = TileCounts::new(node.id().as_ref());
     while let Some(event) = events.recv() {
         match event {
             Event::Input { id, data, .. } => {

@@ -135,31 +135,35 @@ impl PerceptualLoss {
     }
 }
 
-impl LossFn for PerceptualLoss {
-    fn per_tile(&self, pred: &Tensor, hr: &Tensor, colour: &str) -> Result<Tensor> {
-        check_shapes(pred, hr)?;
-        let [n, c, h, w] = pred.size()[..] else {
-            unreachable!("checked 4-D")
+impl PerceptualLoss {
+    /// VGG features of N tiles at the configured layers, and how many images each tile became:
+    /// 1 when its red, green and blue go through as one colour image, else one grey image per
+    /// band.
+    pub fn features(&self, x: &Tensor, colour: &str) -> (Vec<Tensor>, i64) {
+        let [n, c, h, w] = x.size()[..] else {
+            unreachable!("tiles are 4-D")
         };
-        let (images, groups) = match self.rgb_positions(colour, c as usize) {
+        let (image, groups) = match self.rgb_positions(colour, c as usize) {
             Some(rgb) => {
-                let idx = Tensor::from_slice(&rgb.map(|i| i as i64)).to_device(pred.device());
-                (
-                    vec![pred.index_select(1, &idx), hr.index_select(1, &idx)],
-                    1,
-                )
+                let idx = Tensor::from_slice(&rgb.map(|i| i as i64)).to_device(x.device());
+                (x.index_select(1, &idx), 1)
             }
-            None => {
-                let grey = |t: &Tensor| t.reshape([n * c, 1, h, w]).expand([n * c, 3, h, w], false);
-                (vec![grey(pred), grey(hr)], c)
-            }
+            None => (
+                x.reshape([n * c, 1, h, w]).expand([n * c, 3, h, w], false),
+                c,
+            ),
         };
         let idx: Vec<usize> = self.layers.iter().map(|(i, _)| *i).collect();
-        let fp = self.vgg.features(&caffe_input(&images[0]), &idx);
-        let fh = tch::no_grad(|| self.vgg.features(&caffe_input(&images[1]), &idx));
-        let mut total = Tensor::zeros([n], (Kind::Float, pred.device()));
-        for ((a, b), (_, wl)) in fp.iter().zip(&fh).zip(&self.layers) {
-            let per_image = (a - b)
+        (self.vgg.features(&caffe_input(&image), &idx), groups)
+    }
+
+    /// The feature reconstruction distance per tile, `Σ_l w_l · mean((a_l − b_l)²)` (without
+    /// `feature_weight`), from features made by [`PerceptualLoss::features`].
+    pub fn feature_distance(&self, a: &[Tensor], b: &[Tensor], n: i64, groups: i64) -> Tensor {
+        let device = a.first().map(|t| t.device()).unwrap_or(Device::Cpu);
+        let mut total = Tensor::zeros([n], (Kind::Float, device));
+        for ((fa, fb), (_, wl)) in a.iter().zip(b).zip(&self.layers) {
+            let per_image = (fa - fb)
                 .square()
                 .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
             total += per_image
@@ -167,7 +171,22 @@ impl LossFn for PerceptualLoss {
                 .mean_dim([1i64].as_slice(), false, Kind::Float)
                 * *wl;
         }
-        let mut out = total * self.feature_weight;
+        total
+    }
+
+    /// The `vgg_layers` setting this loss was made with (for naming scores).
+    pub fn layer_spec(&self) -> &str {
+        &self.layer_spec
+    }
+}
+
+impl LossFn for PerceptualLoss {
+    fn per_tile(&self, pred: &Tensor, hr: &Tensor, colour: &str) -> Result<Tensor> {
+        check_shapes(pred, hr)?;
+        let n = pred.size()[0];
+        let (fp, groups) = self.features(pred, colour);
+        let (fh, _) = tch::no_grad(|| self.features(hr, colour));
+        let mut out = self.feature_distance(&fp, &fh, n, groups) * self.feature_weight;
         if self.pixel.kind != "none" && self.pixel.weight != 0.0 {
             out += self.pixel.per_tile(pred, hr, colour)?;
         }

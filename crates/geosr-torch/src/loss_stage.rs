@@ -1,7 +1,9 @@
-//! The event loop of a loss stage node, shared by `vgg-loss` and `pixel-loss`.
-use crate::loss::{loss_and_grad, LossFn};
+//! The event loops of a loss stage node: training (shared by `vgg-loss` and `pixel-loss`) and
+//! the evaluation mode of `vgg-loss`, which scores predictions without gradients.
+use crate::loss::{loss_and_grad, LossFn, PerceptualLoss};
 use crate::tensor::TileTensors;
-use dora_node_api::{DoraNode, Event};
+use dora_node_api::{DoraNode, Event, EventStream};
+use geosr::scores::{Score, ScoreBatch};
 use geosr::error::Error;
 use geosr::flow::TileCounts;
 use geosr::stage::{describe_stage, send_batch};
@@ -16,12 +18,12 @@ use std::path::Path;
 /// on `loss` a batch with the prediction's geometry whose `pixels` are ∂loss/∂pred and whose
 /// `loss` column holds each tile's share of the batch loss.
 pub fn run_loss_stage(
+    (mut node, mut events): (DoraNode, EventStream),
     stage: &str,
     loss: &dyn LossFn,
     run_dir: &Path,
     device: tch::Device,
 ) -> eyre::Result<()> {
-    let (mut node, mut events) = DoraNode::init_from_env()?;
     let node_id = node.id().to_string();
     describe_stage(run_dir, &node_id, &loss.describe())?;
     let mut counts = TileCounts::new(&node_id);
@@ -76,5 +78,96 @@ pub fn run_loss_stage(
         }
     }
     counts.write(run_dir)?;
+    Ok(())
+}
+
+/// The prediction inputs of a node in evaluation mode: every input named `sr_<method>`.
+pub fn scored_methods(node: &DoraNode) -> Vec<String> {
+    node.node_config()
+        .inputs
+        .keys()
+        .filter_map(|k| k.strip_prefix("sr_").map(str::to_owned))
+        .collect()
+}
+
+/// The evaluation mode of `vgg-loss`: inputs `hr` (HR tiles) and `sr_<method>` (that method's
+/// super-resolved tiles, same geometry); for every prediction batch it sends on `distance` one
+/// score batch ([`geosr::scores`]) with each tile's VGG feature distance to its HR tile,
+/// `Σ_l w_l · mean((φ_l(sr) − φ_l(hr))²)` at `vgg_layers`, computed without gradients. The HR
+/// features of a batch are computed once and kept until every method has been scored.
+pub fn run_scoring_stage(
+    (mut node, mut events): (DoraNode, EventStream),
+    loss: &PerceptualLoss,
+    log_dir: &Path,
+    device: tch::Device,
+) -> eyre::Result<()> {
+    let node_id = node.id().to_string();
+    let methods = scored_methods(&node);
+    let metric = format!(
+        "vgg_{}",
+        loss.layer_spec().replace([':', ',', '.'], "_")
+    );
+    tracing::info!(node = %node_id, ?methods, %metric, ?device, "scoring stage ready");
+    let mut counts = TileCounts::new(&node_id);
+    // batch id → (HR features, images per tile, colour, methods still to score)
+    let mut hr_features: BTreeMap<u64, (Vec<tch::Tensor>, i64, usize)> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, Vec<(String, TileBatch)>> = BTreeMap::new();
+    let _guard = tch::no_grad_guard();
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } => {
+                let batch = TileBatch::from_arrow(data.as_array().as_ref())
+                    .map_err(|e| eyre::eyre!("{node_id}: input `{id}`: {e}"))?;
+                counts.count_in(id.as_str(), batch.len());
+                let bid = batch.batch_id;
+                if id.as_str() == "hr" {
+                    let (f, groups) = loss.features(&batch.tensor(device), &batch.colour);
+                    hr_features.insert(bid, (f, groups, methods.len()));
+                } else if let Some(m) = id.strip_prefix("sr_") {
+                    waiting.entry(bid).or_default().push((m.to_owned(), batch));
+                } else {
+                    eyre::bail!("{node_id}: unexpected input `{id}` (expected `hr` and `sr_<method>`)");
+                }
+                let Some((fh, groups, left)) = hr_features.get_mut(&bid) else {
+                    continue;
+                };
+                for (method, pred) in waiting.remove(&bid).unwrap_or_default() {
+                    let n = pred.len() as i64;
+                    let (fp, _) = loss.features(&pred.tensor(device), &pred.colour);
+                    let d = loss.feature_distance(&fp, fh, n, *groups);
+                    let values = Vec::<f32>::try_from(d.to_device(tch::Device::Cpu))
+                        .map_err(|e| eyre::eyre!("{node_id}: {e}"))?;
+                    let rows = values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Score {
+                            batch_id: bid,
+                            tile: i as u32,
+                            method: method.clone(),
+                            metric: metric.clone(),
+                            value: *v as f64,
+                        })
+                        .collect();
+                    geosr::stage::send_array(&mut node, "distance", ScoreBatch(rows).to_arrow())?;
+                    counts.count_out("distance", values.len());
+                    *left = left.saturating_sub(1);
+                }
+                if *left == 0 {
+                    hr_features.remove(&bid);
+                }
+                if hr_features.len() > 64 || waiting.len() > 64 {
+                    return Err(Error::Contract(format!(
+                        "{node_id}: {} HR batches and {} predictions wait for their other half; check the graph's wiring",
+                        hr_features.len(),
+                        waiting.len()
+                    ))
+                    .into());
+                }
+            }
+            Event::Stop(_) => break,
+            _ => {}
+        }
+    }
+    counts.write(log_dir)?;
     Ok(())
 }

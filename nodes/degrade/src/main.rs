@@ -6,14 +6,30 @@ use geosr::settings::Settings;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("degrade: {e}"))?;
-    settings
-        .check_run_dir()
-        .map_err(|e| eyre::eyre!("degrade: {e}"))?;
+    if settings.model.is_none() {
+        settings
+            .check_run_dir()
+            .map_err(|e| eyre::eyre!("degrade: {e}"))?;
+    }
     geosr::stage::pin_mmap_threshold();
-    geosr::stage::init("degrade", &settings.run_dir);
-    let deg = Degradation::from_settings(&settings);
-    tracing::info!(?deg, "degrade ready");
-    geosr::stage::map_batches("degrade", &settings.run_dir, |id, hr| {
+    // Training graphs log into the run; evaluation graphs (a model given) into `log_dir`.
+    let log_dir = match settings.model {
+        Some(_) => settings.log_dir.clone(),
+        None => settings.run_dir.clone(),
+    };
+    geosr::stage::init("degrade", &log_dir);
+    // Evaluation degrades exactly as the model's training did: the card's settings win.
+    let deg = match &settings.model {
+        Some(dir) => {
+            geosr::checkpoint::load_checkpoint(dir)
+                .map_err(|e| eyre::eyre!("degrade: {e}"))?
+                .card
+                .degradation
+        }
+        None => Degradation::from_settings(&settings),
+    };
+    tracing::info!(?deg, from_model = settings.model.is_some(), "degrade ready");
+    geosr::stage::map_batches("degrade", &log_dir, |id, hr| {
         let output = id
             .strip_prefix("hr")
             .map(|suffix| format!("lr{suffix}"))

@@ -16,5 +16,11 @@ fn main() -> eyre::Result<()> {
         eyre::bail!("pixel-loss: pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
     }
     let loss = PixelLoss::from_settings(&settings);
-    geosr_torch::loss_stage::run_loss_stage("pixel-loss", &loss, &settings.run_dir, device)
+    geosr_torch::loss_stage::run_loss_stage(
+        dora_node_api::DoraNode::init_from_env()?,
+        "pixel-loss",
+        &loss,
+        &settings.run_dir,
+        device,
+    )
 }

@@ -10,8 +10,10 @@ use geosr::tile::Split;
 
 fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
-    if settings.ingest_mode == "infer" {
-        return serve_inference_tiles(&settings);
+    match settings.ingest_mode.as_str() {
+        "infer" => return serve_inference_tiles(&settings),
+        "evaluate" => return serve_evaluation_tiles(&settings),
+        _ => {}
     }
     settings
         .check_run_dir()
@@ -78,6 +80,50 @@ fn main() -> eyre::Result<()> {
         }
     }
     counts.write(&settings.run_dir)?;
+    Ok(())
+}
+
+/// Evaluation mode: answers request `i` with batch `i` of overlapping HR tiles on `hr`, cut so
+/// that, once degraded by the model's factor, they are the LR tiles inference would use.
+fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
+    geosr::stage::pin_mmap_threshold();
+    geosr::stage::init("tile-ingest", &settings.log_dir);
+    let (mut node, mut events) = DoraNode::init_from_env()?;
+    let dir = settings.model.as_ref().ok_or_else(|| {
+        eyre::eyre!("tile-ingest: evaluation needs GEOSR_MODEL, the run directory of a trained model")
+    })?;
+    let card = geosr::checkpoint::load_checkpoint(dir)
+        .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?
+        .card;
+    let plan = geosr::scan::EvalPlan::new(
+        &settings.input,
+        &card,
+        settings.infer_tile,
+        settings.overlap,
+        settings.infer_batch as usize,
+        settings.nodata,
+    )
+    .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    tracing::info!(
+        input = %settings.input.display(),
+        rasters = plan.plans.len(),
+        batches = plan.batches(),
+        "evaluation tiles planned"
+    );
+    let mut counts = TileCounts::new("tile-ingest");
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } if id.as_str() == "request" => {
+                let req = Request::from_arrow(data.as_array().as_ref())?;
+                counts.count_in("request", 1);
+                let batch = plan.batch(req.index as usize)?;
+                counts.count_out("hr", send_batch(&mut node, "hr", batch)?);
+            }
+            Event::InputClosed { .. } | Event::Stop(_) => break,
+            _ => {}
+        }
+    }
+    counts.write(&settings.log_dir)?;
     Ok(())
 }
 

@@ -6,7 +6,17 @@ fn main() -> eyre::Result<()> {
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("upscale: {e}"))?;
     geosr::stage::pin_mmap_threshold();
     geosr::stage::init("upscale", &settings.log_dir);
-    let (f, method) = (settings.factor as usize, settings.upscale_method.clone());
+    // With a model given (evaluation), upscale by the model's factor so outputs line up.
+    let factor = match &settings.model {
+        Some(dir) => {
+            geosr::checkpoint::load_checkpoint(dir)
+                .map_err(|e| eyre::eyre!("upscale: {e}"))?
+                .card
+                .downsample_factor
+        }
+        None => settings.factor,
+    };
+    let (f, method) = (factor as usize, settings.upscale_method.clone());
     tracing::info!(factor = f, method = %method, "upscale ready");
     geosr::stage::map_batches("upscale", &settings.log_dir, |_, lr| {
         let mut pixels = Vec::with_capacity(lr.pixels.len() * f * f);

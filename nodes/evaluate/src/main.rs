@@ -1,0 +1,377 @@
+//! `evaluate`: the end of the evaluation graph. Requests HR tile batches (credit flow), gathers
+//! for each batch its LR tiles, every method's super-resolved tiles and their VGG scores,
+//! mosaics each method into a GeoTIFF, and when a raster is complete compares every method with
+//! the HR raster. Writes `report.json`, `report.md` and a preview PNG per raster.
+//! See README.md beside this file.
+use dora_node_api::{DoraNode, Event};
+use geosr::evaluate::{Report, RasterReport};
+use geosr::flow::{Request, TileCounts};
+use geosr::mosaic::{Mosaic, MosaicOptions};
+use geosr::raster::RasterSource;
+use geosr::scores::ScoreBatch;
+use geosr::settings::Settings;
+use geosr::stage::send_array;
+use geosr::tile::TileBatch;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Everything that belongs to one tile batch, as it arrives.
+#[derive(Default)]
+struct Parts {
+    hr: Option<TileBatch>,
+    lr: Option<TileBatch>,
+    sr: BTreeMap<String, TileBatch>,
+    scores: Vec<ScoreBatch>,
+}
+
+/// The raster being assembled.
+struct RasterRun {
+    hr: PathBuf,
+    source: RasterSource,
+    rule: geosr::evaluate::ValidRule,
+    mosaics: BTreeMap<String, Mosaic>,
+    outputs: BTreeMap<String, PathBuf>,
+    /// method → (sum of distances, tiles) over tiles without nodata.
+    vgg: BTreeMap<String, (f64, usize)>,
+}
+
+struct Evaluator {
+    settings: Settings,
+    out_dir: PathBuf,
+    factor: u32,
+    methods: Vec<String>,
+    has_lr: bool,
+    has_vgg: bool,
+    opts: MosaicOptions,
+    current: Option<RasterRun>,
+    done: Vec<RasterReport>,
+}
+
+/// Nearest-neighbour upsampling of an LR batch to the HR grid: the "what the analyst has" column.
+fn nearest(lr: &TileBatch, f: usize) -> eyre::Result<TileBatch> {
+    let (c, h, w) = (lr.bands, lr.height, lr.width);
+    let mut px = Vec::with_capacity(lr.pixels.len() * f * f);
+    for tile in lr.pixels.chunks_exact(lr.tile_len()) {
+        for b in 0..c {
+            for y in 0..h * f {
+                for x in 0..w * f {
+                    px.push(tile[b * h * w + (y / f) * w + x / f]);
+                }
+            }
+        }
+    }
+    Ok(lr.derived(c, h * f, w * f, px)?)
+}
+
+impl Evaluator {
+    fn complete(&self, p: &Parts) -> bool {
+        let scored: usize = p.scores.len();
+        p.hr.is_some()
+            && (!self.has_lr || p.lr.is_some())
+            && self.methods.iter().all(|m| p.sr.contains_key(m))
+            && (!self.has_vgg || scored == self.methods.len())
+    }
+
+    fn start_raster(&mut self, hr: &Path) -> eyre::Result<()> {
+        let source = RasterSource::open(hr, &[])?;
+        let rule = geosr::evaluate::ValidRule::for_raster(&source.info, self.settings.nodata);
+        let stem = hr
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "raster".into());
+        let dir = self.out_dir.join(&stem);
+        let mut mosaics = BTreeMap::new();
+        let mut outputs = BTreeMap::new();
+        let mut names = self.methods.clone();
+        if self.has_lr {
+            names.push("nearest".into());
+        }
+        for m in names {
+            let out = dir.join(format!("{m}.tif"));
+            mosaics.insert(
+                m.clone(),
+                Mosaic::create(hr, &out, 1, self.opts.clone())
+                    .map_err(|e| eyre::eyre!("evaluate: {e}"))?,
+            );
+            outputs.insert(m, out);
+        }
+        tracing::info!(raster = %hr.display(), methods = ?self.methods, "evaluating");
+        self.current = Some(RasterRun {
+            hr: hr.to_path_buf(),
+            source,
+            rule,
+            mosaics,
+            outputs,
+            vgg: BTreeMap::new(),
+        });
+        Ok(())
+    }
+
+    fn add(&mut self, p: Parts) -> eyre::Result<()> {
+        let hr = p.hr.expect("complete");
+        let path = PathBuf::from(&hr.tiles[0].source);
+        if self.current.as_ref().map(|r| &r.hr) != Some(&path) {
+            self.finish_raster()?;
+            self.start_raster(&path)?;
+        }
+        let f = self.factor as usize;
+        let run = self.current.as_mut().expect("started");
+        for (m, sr) in &p.sr {
+            run.mosaics
+                .get_mut(m)
+                .expect("one mosaic per method")
+                .add(sr)
+                .map_err(|e| eyre::eyre!("evaluate: {m}: {e}"))?;
+        }
+        if let Some(lr) = &p.lr {
+            run.mosaics
+                .get_mut("nearest")
+                .expect("nearest mosaic")
+                .add(&nearest(lr, f)?)
+                .map_err(|e| eyre::eyre!("evaluate: nearest: {e}"))?;
+        }
+        if self.has_vgg {
+            // VGG distances count only on tiles without nodata: a filled wedge would otherwise
+            // score as a perfect match.
+            let valid: Vec<bool> = hr
+                .tiles
+                .iter()
+                .map(|t| {
+                    let [x, y, w, h] = t.window;
+                    let px = run.source.read_window(x, y, w, h)?;
+                    Ok(run
+                        .rule
+                        .mask(&px, hr.bands, (w * h) as usize)
+                        .iter()
+                        .all(|v| *v))
+                })
+                .collect::<geosr::Result<_>>()?;
+            for s in p.scores.iter().flat_map(|b| &b.0) {
+                if valid.get(s.tile as usize).copied().unwrap_or(false) {
+                    let e = run.vgg.entry(s.method.clone()).or_default();
+                    e.0 += s.value;
+                    e.1 += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_raster(&mut self) -> eyre::Result<()> {
+        let Some(run) = self.current.take() else {
+            return Ok(());
+        };
+        for (m, mosaic) in run.mosaics {
+            mosaic
+                .finish()
+                .map_err(|e| eyre::eyre!("evaluate: {m}: {e}"))?;
+        }
+        let border = self.factor as usize;
+        let preds: Vec<(String, PathBuf)> = run
+            .outputs
+            .iter()
+            .map(|(m, p)| (m.clone(), p.clone()))
+            .collect();
+        let started = Instant::now();
+        let mut cmp = geosr::evaluate::compare_rasters(&run.hr, &preds, border, self.settings.nodata)
+            .map_err(|e| eyre::eyre!("evaluate: {e}"))?;
+        for (m, s) in cmp.methods.iter_mut() {
+            if let Some((sum, n)) = run.vgg.get(m) {
+                s.vgg_tiles = *n;
+                s.vgg_distance = (*n > 0).then(|| sum / *n as f64);
+            }
+        }
+        tracing::info!(raster = %run.hr.display(), seconds = format!("{:.1}", started.elapsed().as_secs_f64()), "compared");
+        let mut preview = None;
+        if self.settings.preview_crops > 0 {
+            let size = self.settings.preview_size as usize;
+            let crops = geosr::evaluate::pick_crops(
+                &run.hr,
+                size,
+                self.settings.preview_crops as usize,
+                border,
+                self.settings.nodata,
+                &cmp.data_range,
+            )?;
+            // LR (nearest) | classic baselines shown: bicubic | the models | HR
+            let mut panels: Vec<(String, PathBuf)> = Vec::new();
+            if let Some(p) = run.outputs.get("nearest") {
+                panels.push(("LR (nearest)".into(), p.clone()));
+            }
+            if let Some(p) = run.outputs.get("bicubic") {
+                panels.push(("bicubic".into(), p.clone()));
+            }
+            for (m, p) in &run.outputs {
+                if !["nearest", "bilinear", "bicubic", "lanczos"].contains(&m.as_str()) {
+                    panels.push((format!("SR ({m})"), p.clone()));
+                }
+            }
+            panels.push(("HR".into(), run.hr.clone()));
+            let stem = run
+                .hr
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let path = self.out_dir.join(format!("preview-{stem}.png"));
+            let zoom = (256 / size.max(1)).clamp(1, 4);
+            geosr::evaluate::render_preview(
+                &panels,
+                &crops,
+                size,
+                zoom,
+                geosr::evaluate::display_bands(&run.source.info),
+                &cmp.data_range,
+                &path,
+            )?;
+            preview = Some(path);
+        }
+        self.done.push(RasterReport {
+            comparison: cmp,
+            outputs: run.outputs,
+            preview,
+        });
+        Ok(())
+    }
+}
+
+fn main() -> eyre::Result<()> {
+    let settings = Settings::from_env().map_err(|e| eyre::eyre!("evaluate: {e}"))?;
+    geosr::stage::pin_mmap_threshold();
+    geosr::stage::init("evaluate", &settings.log_dir);
+    let out_dir = settings.output.clone().ok_or_else(|| {
+        eyre::eyre!("evaluate: GEOSR_OUTPUT is not set; give the folder to write the report into")
+    })?;
+    let model = settings.model.clone().ok_or_else(|| {
+        eyre::eyre!("evaluate: GEOSR_MODEL is not set; give the run directory of a trained model")
+    })?;
+    if out_dir.join("report.json").exists() {
+        eyre::bail!(
+            "evaluate: {} already holds a report; give a new GEOSR_OUTPUT so it is not overwritten",
+            out_dir.display()
+        );
+    }
+    let card = geosr::checkpoint::load_checkpoint(&model)
+        .map_err(|e| eyre::eyre!("evaluate: {e}"))?
+        .card;
+    let (mut node, mut events) = DoraNode::init_from_env()?;
+    let inputs: Vec<String> = node
+        .node_config()
+        .inputs
+        .keys()
+        .map(|k| k.to_string())
+        .collect();
+    let methods: Vec<String> = inputs
+        .iter()
+        .filter_map(|k| k.strip_prefix("sr_").map(str::to_owned))
+        .collect();
+    if methods.is_empty() {
+        eyre::bail!("evaluate: no input named sr_<method>; wire at least one super-resolving stage");
+    }
+    let mut ev = Evaluator {
+        factor: card.downsample_factor,
+        methods,
+        has_lr: inputs.iter().any(|i| i == "lr"),
+        has_vgg: inputs.iter().any(|i| i == "vgg"),
+        opts: MosaicOptions {
+            creation_options: settings
+                .creation_options
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            format: "GTiff".into(),
+            // Tiles are on the HR grid here, so the overlap is in HR pixels.
+            overlap: settings.overlap * card.downsample_factor,
+        },
+        current: None,
+        done: Vec::new(),
+        out_dir: out_dir.clone(),
+        settings: settings.clone(),
+    };
+    let mut counts = TileCounts::new("evaluate");
+    let credit = settings.prefetch.max(1) as u64;
+    send_array(&mut node, "request", Request::infer(0).to_arrow())?;
+    counts.count_out("request", 1);
+    let (mut requested, mut added) = (1u64, 0u64);
+    let mut total: Option<u64> = None;
+    let mut parts: BTreeMap<u64, Parts> = BTreeMap::new();
+    let started = Instant::now();
+    while let Some(event) = events.recv() {
+        match event {
+            Event::Input { id, data, .. } => {
+                if id.as_str() == "vgg" {
+                    let s = ScoreBatch::from_arrow(data.as_array().as_ref())
+                        .map_err(|e| eyre::eyre!("evaluate: input `vgg`: {e}"))?;
+                    counts.count_in("vgg", s.0.len());
+                    if let Some(first) = s.0.first() {
+                        parts.entry(first.batch_id).or_default().scores.push(s);
+                    }
+                } else {
+                    let b = TileBatch::from_arrow(data.as_array().as_ref())
+                        .map_err(|e| eyre::eyre!("evaluate: input `{id}`: {e}"))?;
+                    counts.count_in(id.as_str(), b.len());
+                    total = Some(b.batches_in_split as u64);
+                    let p = parts.entry(b.batch_id).or_default();
+                    match id.as_str() {
+                        "hr" => p.hr = Some(b),
+                        "lr" => p.lr = Some(b),
+                        other => match other.strip_prefix("sr_") {
+                            Some(m) => {
+                                p.sr.insert(m.to_owned(), b);
+                            }
+                            None => eyre::bail!("evaluate: unexpected input `{other}`"),
+                        },
+                    }
+                }
+                // Batches go into the mosaics strictly in order: tiles must arrive in raster order.
+                while parts.get(&added).is_some_and(|p| ev.complete(p)) {
+                    let p = parts.remove(&added).expect("present");
+                    ev.add(p)?;
+                    added += 1;
+                    let n = total.unwrap_or(0);
+                    if added % 10 == 0 || added == n {
+                        tracing::info!(batch = added, of = n, "progress");
+                    }
+                }
+                let n = total.unwrap_or(1);
+                while requested < n && requested - added < credit {
+                    send_array(&mut node, "request", Request::infer(requested).to_arrow())?;
+                    counts.count_out("request", 1);
+                    requested += 1;
+                }
+                if total.is_some_and(|n| added == n) {
+                    break;
+                }
+            }
+            Event::InputClosed { id } => eyre::bail!(
+                "evaluate: input `{id}` closed after {added} of {total:?} batches; no report was written"
+            ),
+            Event::Stop(_) => {
+                eyre::bail!("evaluate: stopped after {added} batches; no report was written")
+            }
+            _ => {}
+        }
+    }
+    ev.finish_raster()?;
+    let report = Report {
+        model: model.clone(),
+        factor: card.downsample_factor,
+        degradation: serde_json::to_value(&card.degradation)?,
+        border: card.downsample_factor as usize,
+        metric_notes: "PSNR and SSIM per band on native values, data range = max − min of the HR band's compared pixels, nodata and a border of `factor` pixels left out; SSIM: 11×11 Gaussian window (σ 1.5), as scikit-image with gaussian_weights=True. VGG distance: mean squared VGG-16 feature difference at the training layers, over tiles without nodata. Method `nearest` is the LR itself, enlarged.".into(),
+        overall: geosr::evaluate::overall(&ev.done),
+        rasters: ev.done,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    geosr::checkpoint::write_atomic(
+        &out_dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?.as_bytes(),
+    )?;
+    let md = report.to_markdown();
+    geosr::checkpoint::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
+    println!("{md}");
+    println!("report: {}", out_dir.join("report.md").display());
+    counts.write(&settings.log_dir)?;
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Small raster drawing for the pictures geosr writes (evaluation previews, training curves):
+//! an RGB canvas with lines, rectangles and 8×8 bitmap text, saved as PNG through GDAL's PNG
+//! driver, so no image library or font file is needed.
+//!
+//! ```
+//! use geosr::plot::{Canvas, LineChart, Series, BLACK};
+//! let mut c = Canvas::new(320, 200, [255, 255, 255]);
+//! c.text(4, 4, "loss", BLACK, 1);
+//! LineChart { title: "demo".into(), x_label: "step".into(),
+//!             series: vec![Series { name: "a".into(), colour: [200, 0, 0],
+//!                                   points: vec![(0.0, 1.0), (10.0, 0.5)] }] }
+//!     .draw(&mut c, 0, 0, 320, 200);
+//! let path = std::env::temp_dir().join(format!("geosr-plot-doc-{}.png", std::process::id()));
+//! c.write_png(&path).unwrap();
+//! assert!(std::fs::metadata(&path).unwrap().len() > 100);
+//! # std::fs::remove_file(&path).unwrap();
+//! ```
+use crate::error::{Error, Result};
+use std::path::Path;
+
+pub type Rgb = [u8; 3];
+pub const BLACK: Rgb = [0, 0, 0];
+pub const GREY: Rgb = [150, 150, 150];
+pub const LIGHT_GREY: Rgb = [225, 225, 225];
+pub const WHITE: Rgb = [255, 255, 255];
+
+/// An RGB image in memory, row-major, pixel-interleaved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canvas {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+impl Canvas {
+    pub fn new(width: usize, height: usize, background: Rgb) -> Self {
+        Canvas {
+            width,
+            height,
+            rgb: background.repeat(width * height),
+        }
+    }
+
+    pub fn set(&mut self, x: i64, y: i64, c: Rgb) {
+        if x >= 0 && y >= 0 && (x as usize) < self.width && (y as usize) < self.height {
+            let at = (y as usize * self.width + x as usize) * 3;
+            self.rgb[at..at + 3].copy_from_slice(&c);
+        }
+    }
+
+    pub fn get(&self, x: usize, y: usize) -> Rgb {
+        let at = (y * self.width + x) * 3;
+        [self.rgb[at], self.rgb[at + 1], self.rgb[at + 2]]
+    }
+
+    pub fn fill_rect(&mut self, x: i64, y: i64, w: i64, h: i64, c: Rgb) {
+        for yy in y..y + h {
+            for xx in x..x + w {
+                self.set(xx, yy, c);
+            }
+        }
+    }
+
+    /// A one-pixel line (Bresenham).
+    pub fn line(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb) {
+        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
+        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
+        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
+        loop {
+            self.set(x, y, c);
+            if x == x1 && y == y1 {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
+    /// ASCII text with the 8×8 font, each font pixel drawn as `scale`×`scale`.
+    pub fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb, scale: i64) {
+        for (i, ch) in s.chars().enumerate() {
+            let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() { ch as usize } else { b'?' as usize }];
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..8 {
+                    if bits & (1 << col) != 0 {
+                        let px = x + (i as i64 * 8 + col) * scale;
+                        self.fill_rect(px, y + row as i64 * scale, scale, scale, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Width in pixels of `s` drawn at `scale`.
+    pub fn text_width(s: &str, scale: i64) -> i64 {
+        s.chars().count() as i64 * 8 * scale
+    }
+
+    /// Copies an RGB image (`w`×`h`, interleaved) with its top-left corner at `x, y`.
+    pub fn blit(&mut self, x: i64, y: i64, w: usize, h: usize, rgb: &[u8]) {
+        for yy in 0..h {
+            for xx in 0..w {
+                let at = (yy * w + xx) * 3;
+                self.set(
+                    x + xx as i64,
+                    y + yy as i64,
+                    [rgb[at], rgb[at + 1], rgb[at + 2]],
+                );
+            }
+        }
+    }
+
+    /// Writes the canvas as a PNG, through a temporary file renamed into place.
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        use gdal::raster::{Buffer, RasterCreationOptions};
+        use gdal::DriverManager;
+        let err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());
+        let mem = DriverManager::get_driver_by_name("MEM").map_err(err)?;
+        let ds = mem
+            .create_with_band_type::<u8, _>("", self.width, self.height, 3)
+            .map_err(err)?;
+        for b in 0..3 {
+            let plane: Vec<u8> = self.rgb.iter().skip(b).step_by(3).copied().collect();
+            ds.rasterband(b + 1)
+                .map_err(err)?
+                .write(
+                    (0, 0),
+                    (self.width, self.height),
+                    &mut Buffer::new((self.width, self.height), plane),
+                )
+                .map_err(err)?;
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp.png", std::process::id()));
+        let png = DriverManager::get_driver_by_name("PNG").map_err(err)?;
+        let copied = ds
+            .create_copy(&png, &tmp, &RasterCreationOptions::new())
+            .map(drop)
+            .map_err(err);
+        // GDAL writes a side-car .aux.xml for some drivers; a PNG of plain RGB needs none.
+        let _ = std::fs::remove_file(tmp.with_extension("png.aux.xml"));
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    }
+}
+
+/// One polyline of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub name: String,
+    pub colour: Rgb,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A line chart with axes, ticks and a legend.
+#[derive(Debug, Clone)]
+pub struct LineChart {
+    pub title: String,
+    pub x_label: String,
+    pub series: Vec<Series>,
+}
+
+/// About `n` round tick values covering `lo..=hi`.
+pub fn ticks(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+        return vec![lo];
+    }
+    let raw = (hi - lo) / n.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * mag);
+    let first = (lo / step).ceil() * step;
+    (0..)
+        .map(|i| first + i as f64 * step)
+        .take_while(|v| *v <= hi + step * 1e-9)
+        .collect()
+}
+
+fn tick_label(v: f64, step: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-3) {
+        format!("{v:.1e}")
+    } else if step >= 1.0 {
+        format!("{v:.0}")
+    } else {
+        let decimals = (-step.log10().floor()) as usize;
+        format!("{v:.decimals$}")
+    }
+}
+
+impl LineChart {
+    /// Draws the chart into the rectangle `x, y, w, h` of `canvas`.
+    pub fn draw(&self, canvas: &mut Canvas, x: i64, y: i64, w: i64, h: i64) {
+        let pts = self.series.iter().flat_map(|s| s.points.iter());
+        let finite: Vec<&(f64, f64)> = pts
+            .filter(|(a, b)| a.is_finite() && b.is_finite())
+            .collect();
+        canvas.text(x + 8, y + 4, &self.title, BLACK, 1);
+        let (px0, py0, px1, py1) = (x + 64, y + 20, x + w - 12, y + h - 36);
+        canvas.line(px0, py1, px1, py1, BLACK);
+        canvas.line(px0, py0, px0, py1, BLACK);
+        canvas.text(
+            (px0 + px1) / 2 - Canvas::text_width(&self.x_label, 1) / 2,
+            y + h - 12,
+            &self.x_label,
+            BLACK,
+            1,
+        );
+        if finite.is_empty() {
+            canvas.text(px0 + 8, py0 + 8, "no data", GREY, 1);
+            return;
+        }
+        let (mut xmin, mut xmax, mut ymin, mut ymax) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for (a, b) in &finite {
+            xmin = xmin.min(*a);
+            xmax = xmax.max(*a);
+            ymin = ymin.min(*b);
+            ymax = ymax.max(*b);
+        }
+        if xmax <= xmin {
+            xmax = xmin + 1.0;
+        }
+        let pad = ((ymax - ymin) * 0.05).max(ymax.abs() * 1e-6).max(1e-12);
+        let (ymin, ymax) = (ymin - pad, ymax + pad);
+        let sx = |v: f64| px0 + ((v - xmin) / (xmax - xmin) * (px1 - px0) as f64).round() as i64;
+        let sy = |v: f64| py1 - ((v - ymin) / (ymax - ymin) * (py1 - py0) as f64).round() as i64;
+        let yt = ticks(ymin, ymax, 5);
+        let ystep = if yt.len() > 1 { yt[1] - yt[0] } else { 1.0 };
+        for v in &yt {
+            let yy = sy(*v);
+            canvas.line(px0 + 1, yy, px1, yy, LIGHT_GREY);
+            canvas.line(px0 - 4, yy, px0, yy, BLACK);
+            let label = tick_label(*v, ystep);
+            canvas.text(px0 - 6 - Canvas::text_width(&label, 1), yy - 4, &label, BLACK, 1);
+        }
+        let xt = ticks(xmin, xmax, 5);
+        let xstep = if xt.len() > 1 { xt[1] - xt[0] } else { 1.0 };
+        for v in &xt {
+            let xx = sx(*v);
+            canvas.line(xx, py1, xx, py1 + 4, BLACK);
+            let label = tick_label(*v, xstep);
+            canvas.text(xx - Canvas::text_width(&label, 1) / 2, py1 + 8, &label, BLACK, 1);
+        }
+        for s in &self.series {
+            let mut prev: Option<(i64, i64)> = None;
+            for (a, b) in &s.points {
+                if !a.is_finite() || !b.is_finite() {
+                    prev = None;
+                    continue;
+                }
+                let p = (sx(*a), sy(*b));
+                match prev {
+                    Some(q) => canvas.line(q.0, q.1, p.0, p.1, s.colour),
+                    None => canvas.fill_rect(p.0 - 1, p.1 - 1, 3, 3, s.colour),
+                }
+                prev = Some(p);
+            }
+        }
+        // Legend, top right.
+        let mut ly = py0 + 4;
+        for s in self.series.iter().filter(|s| !s.name.is_empty()) {
+            let lw = Canvas::text_width(&s.name, 1);
+            let lx = px1 - lw - 24;
+            canvas.fill_rect(lx, ly + 3, 14, 2, s.colour);
+            canvas.text(lx + 18, ly, &s.name, BLACK, 1);
+            ly += 12;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 10.0, 5), vec![0.0, 2.5, 5.0, 7.5, 10.0]);
+        let t = ticks(27.3, 29.9, 5);
+        assert!(t.iter().all(|v| (27.3..=29.9).contains(v)), "{t:?}");
+        assert!(t.len() >= 3);
+    }
+
+    #[test]
+    fn text_and_lines_land_where_asked() {
+        let mut c = Canvas::new(40, 20, WHITE);
+        c.line(0, 0, 39, 19, BLACK);
+        assert_eq!(c.get(0, 0), BLACK);
+        assert_eq!(c.get(39, 19), BLACK);
+        c.text(0, 10, "I", [255, 0, 0], 1);
+        let red = (0..8)
+            .flat_map(|x| (10..18).map(move |y| (x, y)))
+            .filter(|&(x, y)| c.get(x, y) == [255, 0, 0])
+            .count();
+        assert!(red > 8, "{red}");
+    }
+
+    #[test]
+    fn png_round_trips_through_gdal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Canvas::new(16, 8, WHITE);
+        c.set(3, 2, [10, 20, 30]);
+        let p = dir.path().join("x.png");
+        c.write_png(&p).unwrap();
+        let src = crate::raster::RasterSource::open(&p, &[]).unwrap();
+        let px = src.read_window(0, 0, 16, 8).unwrap();
+        assert_eq!(
+            [px[2 * 16 + 3], px[128 + 2 * 16 + 3], px[256 + 2 * 16 + 3]],
+            [10.0, 20.0, 30.0]
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

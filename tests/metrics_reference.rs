@@ -1,0 +1,142 @@
+//! The evaluation metrics against known values: scikit-image's PSNR and SSIM on a saved pair
+//! (tests/fixtures/metrics, made by scripts/reference-metrics.py), the same with a nodata wedge,
+//! and the PSNR of a noise of known power.
+use geosr::evaluate::compare_rasters;
+use geosr::raster::{write_geotiff, RasterSource};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/metrics")
+        .join(name)
+}
+
+fn reference(case: &str) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let text = std::fs::read_to_string(fixture("reference.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let list = |k: &str| -> Vec<f64> {
+        v[case][k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    (list("psnr"), list("ssim"), list("data_range"))
+}
+
+fn read(path: &Path) -> (RasterSource, Vec<f32>) {
+    let src = RasterSource::open(path, &[]).unwrap();
+    let px = src
+        .read_window(0, 0, src.info.width as u32, src.info.height as u32)
+        .unwrap();
+    (src, px)
+}
+
+fn write_like(src: &RasterSource, px: &[f32], path: &Path) {
+    let i = &src.info;
+    write_geotiff::<u16>(
+        path,
+        i.bands.len(),
+        i.width,
+        i.height,
+        px,
+        i.geotransform,
+        &i.crs,
+        None,
+    )
+    .unwrap();
+}
+
+fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() <= tol, "{what}: got {got:?}, scikit-image {want:?}");
+    }
+}
+
+#[test]
+fn psnr_and_ssim_match_scikit_image() {
+    let cmp = compare_rasters(
+        &fixture("hr.tif"),
+        &[("pred".into(), fixture("pred.tif"))],
+        4,
+        None,
+    )
+    .unwrap();
+    let (psnr, ssim, range) = reference("full");
+    let m = &cmp.methods["pred"];
+    assert_close(&cmp.data_range, &range, 0.0, "data range");
+    assert_close(&m.psnr, &psnr, 1e-9, "PSNR");
+    assert_close(&m.ssim, &ssim, 1e-9, "SSIM");
+    assert_eq!(cmp.pixels, 88 * 88);
+    assert_eq!(cmp.ssim_windows, 78 * 78);
+}
+
+#[test]
+fn nodata_is_left_out_exactly() {
+    // Columns 0..20 become nodata in the HR (0 in every band, Landsat's convention) and hold
+    // garbage in the prediction: the scores must equal scikit-image's on the columns left.
+    let dir = tempfile::tempdir().unwrap();
+    let (src, mut hr) = read(&fixture("hr.tif"));
+    let (_, mut pred) = read(&fixture("pred.tif"));
+    let (w, h) = (src.info.width, src.info.height);
+    for b in 0..3 {
+        for y in 0..h {
+            for x in 0..20 {
+                hr[b * w * h + y * w + x] = 0.0;
+                pred[b * w * h + y * w + x] = 60000.0;
+            }
+        }
+    }
+    let (hr_p, pred_p) = (dir.path().join("hr.tif"), dir.path().join("pred.tif"));
+    write_like(&src, &hr, &hr_p);
+    write_like(&src, &pred, &pred_p);
+    let cmp = compare_rasters(&hr_p, &[("pred".into(), pred_p)], 4, None).unwrap();
+    let (psnr, ssim, range) = reference("wedge");
+    let m = &cmp.methods["pred"];
+    assert_close(&cmp.data_range, &range, 0.0, "data range");
+    assert_close(&m.psnr, &psnr, 1e-9, "PSNR");
+    assert_close(&m.ssim, &ssim, 1e-9, "SSIM");
+}
+
+#[test]
+fn psnr_of_a_known_noise_power() {
+    // ±50 DN in a checkerboard: MSE is exactly 2500, so PSNR = 10·log10(range² / 2500).
+    let dir = tempfile::tempdir().unwrap();
+    let (src, hr) = read(&fixture("hr.tif"));
+    let w = src.info.width;
+    let noisy: Vec<f32> = hr
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + if (i % w + i / w) % 2 == 0 { 50.0 } else { -50.0 })
+        .collect();
+    let p = dir.path().join("noisy.tif");
+    write_like(&src, &noisy, &p);
+    let cmp = compare_rasters(&fixture("hr.tif"), &[("noisy".into(), p)], 4, None).unwrap();
+    for (b, got) in cmp.methods["noisy"].psnr.iter().enumerate() {
+        let r = cmp.data_range[b];
+        let want = 10.0 * (r * r / 2500.0).log10();
+        assert!((got - want).abs() < 1e-9, "band {b}: {got} vs {want}");
+    }
+    assert!(cmp.methods["noisy"].ssim_mean < 1.0);
+}
+
+#[test]
+fn a_prediction_of_another_size_is_refused_naming_it() {
+    let err = compare_rasters(
+        &fixture("hr.tif"),
+        &[(
+            "crop".into(),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/landsat8-224078-crop.tif"),
+        )],
+        4,
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("landsat8-224078-crop.tif") && err.contains("96x96"),
+        "{err}"
+    );
+}
