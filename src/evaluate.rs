@@ -133,7 +133,8 @@ pub fn compare_rasters(
             format!("{w}x{h} leaves nothing to compare inside a border of {border} pixels"),
         ));
     }
-    let inside = |x: usize, y: usize| x >= border && x < w - border && y >= border && y < h - border;
+    let inside =
+        |x: usize, y: usize| x >= border && x < w - border && y >= border && y < h - border;
     let rows = strip_rows(w);
 
     // Pass 1: each band's data range over the compared pixels.
@@ -211,14 +212,21 @@ pub fn compare_rasters(
                         .map(|v| *v as f64)
                         .collect();
                     let aa: Vec<f64> = a.iter().map(|v| v * v).collect();
-                    [filter_valid(&a, hs, w, &k).0, filter_valid(&aa, hs, w, &k).0, a]
+                    [
+                        filter_valid(&a, hs, w, &k).0,
+                        filter_valid(&aa, hs, w, &k).0,
+                        a,
+                    ]
                 })
             })
             .collect();
         for (j, (_, p)) in others.iter().enumerate() {
             let pr = p.read_window(0, in0 as u32, w as u32, hs as u32)?;
             for b in 0..c {
-                let (ap, bp) = (&hr_px[b * plane..(b + 1) * plane], &pr[b * plane..(b + 1) * plane]);
+                let (ap, bp) = (
+                    &hr_px[b * plane..(b + 1) * plane],
+                    &pr[b * plane..(b + 1) * plane],
+                );
                 sq[j][b] += own
                     .clone()
                     .filter(|&i| mask[i])
@@ -536,9 +544,15 @@ pub fn overall(rasters: &[RasterReport]) -> BTreeMap<String, OverallScores> {
     out
 }
 
-fn table(md: &mut String, methods: &[(String, f64, f64, Option<f64>)], bands: Option<&RasterComparison>) {
+fn table(
+    md: &mut String,
+    methods: &[(String, f64, f64, Option<f64>)],
+    bands: Option<&RasterComparison>,
+) {
     let base = methods.iter().find(|m| m.0 == "bicubic").cloned();
-    md.push_str("| method | PSNR (dB) | Δ PSNR vs bicubic | SSIM | VGG distance | VGG vs bicubic |");
+    md.push_str(
+        "| method | PSNR (dB) | Δ PSNR vs bicubic | SSIM | VGG distance | VGG vs bicubic |",
+    );
     if let Some(r) = bands {
         for b in 1..=r.bands {
             md.push_str(&format!(" PSNR b{b} | SSIM b{b} |"));
@@ -560,7 +574,9 @@ fn table(md: &mut String, methods: &[(String, f64, f64, Option<f64>)], bands: Op
             (Some(v), Some(b)) if b > 0.0 => format!("{:.3}", v / b),
             _ => "–".into(),
         };
-        md.push_str(&format!("| {name} | {p:.2} | {dp} | {s:.4} | {vs} | {vr} |"));
+        md.push_str(&format!(
+            "| {name} | {p:.2} | {dp} | {s:.4} | {vs} | {vr} |"
+        ));
         if let Some(r) = bands {
             let m = &r.methods[name];
             for b in 0..r.bands {
@@ -732,6 +748,9 @@ mod tests {
         // pixel 0: 0 in band 1 only (valid); pixel 1: 0 in both bands (nodata)
         assert_eq!(rule.mask(&[0.0, 0.0, 5.0, 0.0], 2, 2), vec![true, false]);
         let declared = ValidRule::for_raster(&info, Some(0.0));
-        assert_eq!(declared.mask(&[0.0, 0.0, 5.0, 0.0], 2, 2), vec![false, false]);
+        assert_eq!(
+            declared.mask(&[0.0, 0.0, 5.0, 0.0], 2, 2),
+            vec![false, false]
+        );
     }
 }

@@ -34,7 +34,12 @@ pub(crate) fn gaussian_window() -> [f64; 11] {
 }
 
 /// Separable 'valid' filtering of one plane with the 11-tap window.
-pub(crate) fn filter_valid(x: &[f64], h: usize, w: usize, k: &[f64; 11]) -> (Vec<f64>, usize, usize) {
+pub(crate) fn filter_valid(
+    x: &[f64],
+    h: usize,
+    w: usize,
+    k: &[f64; 11],
+) -> (Vec<f64>, usize, usize) {
     let (oh, ow) = (h - 10, w - 10);
     let mut rows = vec![0.0; h * ow];
     for y in 0..h {

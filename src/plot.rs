@@ -86,7 +86,11 @@ impl Canvas {
     /// ASCII text with the 8×8 font, each font pixel drawn as `scale`×`scale`.
     pub fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb, scale: i64) {
         for (i, ch) in s.chars().enumerate() {
-            let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() { ch as usize } else { b'?' as usize }];
+            let glyph = font8x8::legacy::BASIC_LEGACY[if ch.is_ascii() {
+                ch as usize
+            } else {
+                b'?' as usize
+            }];
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..8 {
                     if bits & (1 << col) != 0 {
@@ -249,7 +253,13 @@ impl LineChart {
             canvas.line(px0 + 1, yy, px1, yy, LIGHT_GREY);
             canvas.line(px0 - 4, yy, px0, yy, BLACK);
             let label = tick_label(*v, ystep);
-            canvas.text(px0 - 6 - Canvas::text_width(&label, 1), yy - 4, &label, BLACK, 1);
+            canvas.text(
+                px0 - 6 - Canvas::text_width(&label, 1),
+                yy - 4,
+                &label,
+                BLACK,
+                1,
+            );
         }
         let xt = ticks(xmin, xmax, 5);
         let xstep = if xt.len() > 1 { xt[1] - xt[0] } else { 1.0 };
@@ -257,7 +267,13 @@ impl LineChart {
             let xx = sx(*v);
             canvas.line(xx, py1, xx, py1 + 4, BLACK);
             let label = tick_label(*v, xstep);
-            canvas.text(xx - Canvas::text_width(&label, 1) / 2, py1 + 8, &label, BLACK, 1);
+            canvas.text(
+                xx - Canvas::text_width(&label, 1) / 2,
+                py1 + 8,
+                &label,
+                BLACK,
+                1,
+            );
         }
         for s in &self.series {
             let mut prev: Option<(i64, i64)> = None;
@@ -274,14 +290,13 @@ impl LineChart {
                 prev = Some(p);
             }
         }
-        // Legend, top right.
-        let mut ly = py0 + 4;
-        for s in self.series.iter().filter(|s| !s.name.is_empty()) {
-            let lw = Canvas::text_width(&s.name, 1);
-            let lx = px1 - lw - 24;
-            canvas.fill_rect(lx, ly + 3, 14, 2, s.colour);
-            canvas.text(lx + 18, ly, &s.name, BLACK, 1);
-            ly += 12;
+        // Legend on the title line, right-aligned, so it never covers the data.
+        let mut lx = x + w - 12;
+        for s in self.series.iter().rev().filter(|s| !s.name.is_empty()) {
+            lx -= Canvas::text_width(&s.name, 1) + 18;
+            canvas.fill_rect(lx, y + 7, 14, 2, s.colour);
+            canvas.text(lx + 18, y + 4, &s.name, BLACK, 1);
+            lx -= 12;
         }
     }
 }

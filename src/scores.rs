@@ -47,7 +47,9 @@ impl ScoreBatch {
             Field::new("value", DataType::Float64, false),
         ]);
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.batch_id))),
+            Arc::new(UInt64Array::from_iter_values(
+                rows.iter().map(|r| r.batch_id),
+            )),
             Arc::new(UInt32Array::from_iter_values(rows.iter().map(|r| r.tile))),
             Arc::new(StringArray::from_iter_values(
                 rows.iter().map(|r| r.method.as_str()),

@@ -221,6 +221,80 @@ fn training_graphs_through_a_real_daemon() {
     let (ok, log) = run_graph("graphs/upscale-classic.yml", &s);
     assert!(ok, "upscale-classic.yml failed:\n{log}");
     assert_eq!(read(&out_classic).0.width, 320);
+
+    // Evaluation on a folder of two HR rasters, one with a nodata wedge. The settings ask for
+    // factor 4; the model card's ×2 degradation must win, or nothing would line up.
+    let hr_dir = dir.path().join("hr");
+    std::fs::create_dir_all(&hr_dir).unwrap();
+    uint16_scene(&hr_dir.join("a.tif"), 3, 160, 128);
+    let (w2, h2) = (96usize, 80usize);
+    let mut px = pattern(3, w2, h2, 10_000.0, 2_000.0);
+    for b in 0..3 {
+        for y in 0..h2 {
+            for x in 0..(h2 - y) / 3 {
+                px[b * w2 * h2 + y * w2 + x] = 0.0;
+            }
+        }
+    }
+    geosr::raster::write_geotiff::<u16>(&hr_dir.join("b.tif"), 3, w2, h2, &px, GT, &utm21n(), None)
+        .unwrap();
+    let eval_dir = dir.path().join("eval");
+    let eval_logs = dir.path().join("runs/eval");
+    let eval_settings = format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 16\noverlap: 2\nfactor: 4\nthreads: 1\npreview_size: 32\n", hr_dir.display(), run.display(), eval_dir.display(), eval_logs.display());
+    let s = write_settings(dir.path(), "eval", &eval_settings);
+    let (ok, log) = run_graph("graphs/evaluate.yml", &s);
+    assert!(ok, "evaluate.yml failed:\n{log}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eval_dir.join("report.json")).unwrap())
+            .unwrap();
+    let rasters = report["rasters"].as_array().unwrap();
+    assert_eq!(rasters.len(), 2);
+    assert_eq!(report["factor"], 2);
+    for (r, (w, h)) in rasters.iter().zip([(160, 128), (w2, h2)]) {
+        let methods = r["methods"].as_object().unwrap();
+        let names: Vec<&str> = methods.keys().map(String::as_str).collect();
+        assert_eq!(names, ["bicubic", "bilinear", "lanczos", "nearest", "unet"]);
+        for (name, m) in methods {
+            assert!(m["psnr_mean"].as_f64().unwrap() > 10.0, "{name}: {m}");
+            let ssim = m["ssim_mean"].as_f64().unwrap();
+            assert!(ssim > 0.0 && ssim < 1.0, "{name}: {m}");
+            // every method but the enlarged LR went through vgg-loss
+            assert_eq!(
+                m["vgg_distance"].is_number(),
+                name != "nearest",
+                "{name}: {m}"
+            );
+        }
+        // the written rasters sit on the HR grid
+        for (_, out) in r["outputs"].as_object().unwrap() {
+            let (info, _) = read(Path::new(out.as_str().unwrap()));
+            assert_eq!((info.width, info.height, info.geotransform), (w, h, GT));
+        }
+        assert!(Path::new(r["preview"].as_str().unwrap()).is_file());
+        let compared = r["pixels"].as_u64().unwrap();
+        let inside = ((w - 4) * (h - 4)) as u64;
+        if w == w2 {
+            assert!(
+                compared < inside,
+                "the wedge is left out: {compared} of {inside}"
+            );
+        } else {
+            assert_eq!(compared, inside);
+        }
+    }
+    assert!(std::fs::read_to_string(eval_dir.join("report.md"))
+        .unwrap()
+        .contains("| unet |"));
+    assert!(geosr::summary::edge_mismatches(
+        &geosr::summary::graph_edges(&root().join("graphs/evaluate.yml")).unwrap(),
+        &geosr::summary::read_counts(&eval_logs).unwrap()
+    )
+    .is_empty());
+    // A second evaluation into the same folder is refused and the first report stays.
+    let before = std::fs::read(eval_dir.join("report.json")).unwrap();
+    let (ok, log) = run_graph("graphs/evaluate.yml", &s);
+    assert!(!ok && log.contains("already holds a report"), "{log}");
+    assert_eq!(std::fs::read(eval_dir.join("report.json")).unwrap(), before);
     // A model for 3 bands refuses a 1-band raster, and nothing is written.
     let gray = dir.path().join("gray.tif");
     uint16_scene(&gray, 1, 64, 64);

@@ -51,7 +51,10 @@ fn write_like(src: &RasterSource, px: &[f32], path: &Path) {
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
-        assert!((g - w).abs() <= tol, "{what}: got {got:?}, scikit-image {want:?}");
+        assert!(
+            (g - w).abs() <= tol,
+            "{what}: got {got:?}, scikit-image {want:?}"
+        );
     }
 }
 
@@ -109,7 +112,13 @@ fn psnr_of_a_known_noise_power() {
     let noisy: Vec<f32> = hr
         .iter()
         .enumerate()
-        .map(|(i, v)| v + if (i % w + i / w) % 2 == 0 { 50.0 } else { -50.0 })
+        .map(|(i, v)| {
+            v + if (i % w + i / w) % 2 == 0 {
+                50.0
+            } else {
+                -50.0
+            }
+        })
         .collect();
     let p = dir.path().join("noisy.tif");
     write_like(&src, &noisy, &p);

@@ -163,9 +163,10 @@ impl PerceptualLoss {
         let device = a.first().map(|t| t.device()).unwrap_or(Device::Cpu);
         let mut total = Tensor::zeros([n], (Kind::Float, device));
         for ((fa, fb), (_, wl)) in a.iter().zip(b).zip(&self.layers) {
-            let per_image = (fa - fb)
-                .square()
-                .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
+            let per_image =
+                (fa - fb)
+                    .square()
+                    .mean_dim([1i64, 2, 3].as_slice(), false, Kind::Float);
             total += per_image
                 .view([n, groups])
                 .mean_dim([1i64].as_slice(), false, Kind::Float)

@@ -3,9 +3,9 @@
 use crate::loss::{loss_and_grad, LossFn, PerceptualLoss};
 use crate::tensor::TileTensors;
 use dora_node_api::{DoraNode, Event, EventStream};
-use geosr::scores::{Score, ScoreBatch};
 use geosr::error::Error;
 use geosr::flow::TileCounts;
+use geosr::scores::{Score, ScoreBatch};
 use geosr::stage::{describe_stage, send_batch};
 use geosr::tile::TileBatch;
 use std::collections::BTreeMap;
@@ -103,10 +103,7 @@ pub fn run_scoring_stage(
 ) -> eyre::Result<()> {
     let node_id = node.id().to_string();
     let methods = scored_methods(&node);
-    let metric = format!(
-        "vgg_{}",
-        loss.layer_spec().replace([':', ',', '.'], "_")
-    );
+    let metric = format!("vgg_{}", loss.layer_spec().replace([':', ',', '.'], "_"));
     tracing::info!(node = %node_id, ?methods, %metric, ?device, "scoring stage ready");
     let mut counts = TileCounts::new(&node_id);
     // batch id → (HR features, images per tile, colour, methods still to score)
@@ -126,7 +123,9 @@ pub fn run_scoring_stage(
                 } else if let Some(m) = id.strip_prefix("sr_") {
                     waiting.entry(bid).or_default().push((m.to_owned(), batch));
                 } else {
-                    eyre::bail!("{node_id}: unexpected input `{id}` (expected `hr` and `sr_<method>`)");
+                    eyre::bail!(
+                        "{node_id}: unexpected input `{id}` (expected `hr` and `sr_<method>`)"
+                    );
                 }
                 let Some((fh, groups, left)) = hr_features.get_mut(&bid) else {
                     continue;

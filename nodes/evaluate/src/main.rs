@@ -4,7 +4,7 @@
 //! the HR raster. Writes `report.json`, `report.md` and a preview PNG per raster.
 //! See README.md beside this file.
 use dora_node_api::{DoraNode, Event};
-use geosr::evaluate::{Report, RasterReport};
+use geosr::evaluate::{RasterReport, Report};
 use geosr::flow::{Request, TileCounts};
 use geosr::mosaic::{Mosaic, MosaicOptions};
 use geosr::raster::RasterSource;
@@ -174,8 +174,9 @@ impl Evaluator {
             .map(|(m, p)| (m.clone(), p.clone()))
             .collect();
         let started = Instant::now();
-        let mut cmp = geosr::evaluate::compare_rasters(&run.hr, &preds, border, self.settings.nodata)
-            .map_err(|e| eyre::eyre!("evaluate: {e}"))?;
+        let mut cmp =
+            geosr::evaluate::compare_rasters(&run.hr, &preds, border, self.settings.nodata)
+                .map_err(|e| eyre::eyre!("evaluate: {e}"))?;
         for (m, s) in cmp.methods.iter_mut() {
             if let Some((sum, n)) = run.vgg.get(m) {
                 s.vgg_tiles = *n;
@@ -266,7 +267,9 @@ fn main() -> eyre::Result<()> {
         .filter_map(|k| k.strip_prefix("sr_").map(str::to_owned))
         .collect();
     if methods.is_empty() {
-        eyre::bail!("evaluate: no input named sr_<method>; wire at least one super-resolving stage");
+        eyre::bail!(
+            "evaluate: no input named sr_<method>; wire at least one super-resolving stage"
+        );
     }
     let mut ev = Evaluator {
         factor: card.downsample_factor,

@@ -90,7 +90,9 @@ fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
     geosr::stage::init("tile-ingest", &settings.log_dir);
     let (mut node, mut events) = DoraNode::init_from_env()?;
     let dir = settings.model.as_ref().ok_or_else(|| {
-        eyre::eyre!("tile-ingest: evaluation needs GEOSR_MODEL, the run directory of a trained model")
+        eyre::eyre!(
+            "tile-ingest: evaluation needs GEOSR_MODEL, the run directory of a trained model"
+        )
     })?;
     let card = geosr::checkpoint::load_checkpoint(dir)
         .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?

@@ -613,6 +613,13 @@ impl Run {
             &trainer.vs.variables(),
             &self.settings.run_dir.join("model.onnx"),
         )?;
+        // The curves picture follows every checkpoint; a failure to draw it never stops training.
+        let run = &self.settings.run_dir;
+        if let Err(e) =
+            geosr::evaluate::plot_training_curves(&run.join("metrics.csv"), &run.join("curves.png"))
+        {
+            tracing::warn!(error = %e, "curves.png not drawn");
+        }
         tracing::info!(step = card.step, why, dir = %dir.display(), "checkpoint written");
         Ok(())
     }

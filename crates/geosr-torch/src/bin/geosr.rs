@@ -4,6 +4,7 @@
 //! geosr import-vgg <keras-vgg16.onnx> <out.safetensors>   convert the ImageNet VGG-16 conv weights
 //! geosr summary <run_dir> [--graph <graph.yml>]           print a run's summary, check tile counts
 //! geosr export <run_dir>                                   (re)write <run_dir>/model.onnx from its checkpoint
+//! geosr curves <run_dir>                                   (re)draw <run_dir>/curves.png from metrics.csv
 //! geosr bench [steps]                                      dataflow vs single process, hop vs memcpy
 //! geosr bench-infer <model_run_dir> <lr.tif> [big_edge]    inference MP/s (ort, tch), peak RSS
 //! ```
@@ -69,6 +70,12 @@ fn main() -> eyre::Result<()> {
             geosr_torch::onnx::export_unet(&ckpt.card.architecture, &vs.variables(), &out)?;
             println!("wrote {}", out.display());
         }
+        Some("curves") if args.len() == 2 => {
+            let run = PathBuf::from(&args[1]);
+            let out = run.join("curves.png");
+            geosr::evaluate::plot_training_curves(&run.join("metrics.csv"), &out)?;
+            println!("wrote {}", out.display());
+        }
         Some("bench-infer") if (3..=4).contains(&args.len()) => {
             let root = geosr::settings::project_root();
             let dir = geosr_torch::bench::default_dir(&root).join("infer");
@@ -128,7 +135,7 @@ fn main() -> eyre::Result<()> {
             print!("{md}");
         }
         _ => {
-            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr export <run_dir>\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
+            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr export <run_dir>\n  geosr curves <run_dir>\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
             std::process::exit(2);
         }
     }
