@@ -588,7 +588,7 @@ fn table(
 }
 
 /// Orders methods for tables: classic resamplers first, then the rest by name.
-fn ordered<'a, T>(m: &'a BTreeMap<String, T>) -> Vec<(&'a String, &'a T)> {
+fn ordered<T>(m: &BTreeMap<String, T>) -> Vec<(&String, &T)> {
     let rank = |n: &str| match n {
         "nearest" => 0,
         "bilinear" => 1,

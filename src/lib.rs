@@ -5,10 +5,11 @@
 //! I/O and tiling ([`raster`], [`chips`], [`scan`], [`mosaic`]), degradation ([`degrade`]),
 //! classic resamplers ([`upscale`]), metrics and evaluation reports ([`metrics`], [`evaluate`],
 //! [`scores`], [`plot`]), checkpoints and the model card
-//! ([`checkpoint`]), settings ([`settings`]), run summaries ([`summary`]), node helpers
+//! ([`checkpoint`]), settings ([`settings`]), run summaries ([`summary`]), graph checking ([`check`]), node helpers
 //! ([`stage`]) and logging ([`telemetry`]). The networks, losses, training and inference
 //! engines live in `geosr-torch` (crates/geosr-torch), used only by the stages that run a model.
 //! The stages under `nodes/` are thin shells over the two.
+pub mod check;
 pub mod checkpoint;
 pub mod chips;
 pub mod degrade;

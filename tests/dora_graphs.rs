@@ -222,6 +222,8 @@ fn training_graphs_through_a_real_daemon() {
     assert!(ok, "upscale-classic.yml failed:\n{log}");
     assert_eq!(read(&out_classic).0.width, 320);
 
+    graph_check_catches_each_class_of_mistake(dir.path(), &run);
+
     // Evaluation on a folder of two HR rasters, one with a nodata wedge. The settings ask for
     // factor 4; the model card's ×2 degradation must win, or nothing would line up.
     let hr_dir = dir.path().join("hr");
@@ -424,4 +426,101 @@ fn training_graphs_through_a_real_daemon() {
             "{name}: nothing half-written"
         );
     }
+}
+
+/// `geosr check` passes every README graph (given what its comment says to pass) and reports
+/// each class of mistake with one sentence naming the node and the problem.
+fn graph_check_catches_each_class_of_mistake(tmp: &Path, run: &Path) {
+    use geosr::check::check_graph;
+    let model = ("GEOSR_MODEL".to_owned(), run.display().to_string());
+    let output = (
+        "GEOSR_OUTPUT".to_owned(),
+        tmp.join("out/x").display().to_string(),
+    );
+    for g in std::fs::read_dir(root().join("graphs")).unwrap() {
+        let g = g.unwrap().path();
+        if g.extension().is_none_or(|e| e != "yml") {
+            continue; // dora's own out/ log folders
+        }
+        let problems = check_graph(&g, &[model.clone(), output.clone()]).unwrap();
+        assert!(problems.is_empty(), "{}: {problems:?}", g.display());
+    }
+    // Mistakes are made on copies of the real graphs, beside them so relative paths still hold.
+    let variant = |name: &str, from: &str, old: &str, new: &str| -> PathBuf {
+        let text = std::fs::read_to_string(root().join("graphs").join(from)).unwrap();
+        assert!(text.contains(old), "{from} has no `{old}`");
+        let p = tmp.join(format!("{name}.yml"));
+        std::fs::write(&p, text.replacen(old, new, 1)).unwrap();
+        p
+    };
+    let only = |g: &Path, env: &[(String, String)], want: &str| {
+        let problems = check_graph(g, env).unwrap();
+        assert!(
+            problems.len() == 1 && problems[0].contains(want),
+            "{}: expected one problem containing `{want}`, got {problems:?}",
+            g.display()
+        );
+    };
+    // 1. a loss stage wired where LR tiles are expected
+    let g = variant(
+        "loss-as-tiles",
+        "train.yml",
+        "lr: degrade/lr\n",
+        "lr: vgg-loss/loss\n",
+    );
+    only(
+        &g,
+        &[],
+        "input `lr` expects LR tiles, but `vgg-loss/loss` sends a loss reply",
+    );
+    // 2. an output that does not exist
+    let g = variant(
+        "no-such-output",
+        "train.yml",
+        "lr: degrade/lr\n",
+        "lr: degrade/lowres\n",
+    );
+    only(&g, &[], "`degrade` has no output `lowres`");
+    // 3. a required input missing: a trainer without any loss stage
+    let g = variant(
+        "no-loss",
+        "train.yml",
+        "      loss_vgg: vgg-loss/loss\n",
+        "",
+    );
+    only(&g, &[], "needs at least one loss input");
+    // 4. inference without a model
+    let problems = check_graph(
+        &root().join("graphs/infer.yml"),
+        std::slice::from_ref(&output),
+    )
+    .unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("`unet-infer` (unet-infer): no model")),
+        "{problems:?}"
+    );
+    // 5. a model without its ONNX export for the default engine
+    let bare = tmp.join("bare-model");
+    std::fs::create_dir_all(&bare).unwrap();
+    for f in ["model.json", "model.safetensors"] {
+        std::fs::copy(run.join(f), bare.join(f)).unwrap();
+    }
+    only(
+        &root().join("graphs/infer.yml"),
+        &[
+            ("GEOSR_MODEL".into(), bare.display().to_string()),
+            output.clone(),
+        ],
+        "has no model.onnx for the `ort` engine",
+    );
+    // 6. a degradation factor that differs from the model being resumed (×2)
+    let settings = tmp.join("factor4.yml");
+    std::fs::write(&settings, format!("factor: 4\nresume: {}\n", run.display())).unwrap();
+    only(
+        &root().join("graphs/train.yml"),
+        &[("GEOSR_SETTINGS".into(), settings.display().to_string())],
+        "node `degrade` (degrade) works at factor 4, but the model in",
+    );
 }

@@ -3,6 +3,7 @@
 //! ```text
 //! geosr import-vgg <keras-vgg16.onnx> <out.safetensors>   convert the ImageNet VGG-16 conv weights
 //! geosr summary <run_dir> [--graph <graph.yml>]           print a run's summary, check tile counts
+//! geosr check <graph.yml> [--env K=V ...]                 validate a graph before `dora start`
 //! geosr export <run_dir>                                   (re)write <run_dir>/model.onnx from its checkpoint
 //! geosr curves <run_dir>                                   (re)draw <run_dir>/curves.png from metrics.csv
 //! geosr bench [steps]                                      dataflow vs single process, hop vs memcpy
@@ -44,6 +45,34 @@ fn main() -> eyre::Result<()> {
             print!("{text}");
             if !ok {
                 bail!("tile counts do not match along the graph");
+            }
+        }
+        Some("check") if args.len() >= 2 => {
+            let graph = PathBuf::from(&args[1]);
+            let mut env = Vec::new();
+            let mut rest = args[2..].iter();
+            while let Some(a) = rest.next() {
+                let kv = match a.as_str() {
+                    "--env" => rest.next().ok_or_else(|| eyre::eyre!("--env needs K=V"))?,
+                    other => bail!("unknown argument `{other}`"),
+                };
+                let (k, v) = kv
+                    .split_once('=')
+                    .ok_or_else(|| eyre::eyre!("--env `{kv}` is not K=V"))?;
+                env.push((k.to_owned(), v.to_owned()));
+            }
+            let problems = geosr::check::check_graph(&graph, &env).wrap_err("check")?;
+            if problems.is_empty() {
+                println!("{}: ok", graph.display());
+            } else {
+                for p in &problems {
+                    eprintln!("{}: {p}", graph.display());
+                }
+                eprintln!(
+                    "{} problem(s); fix them before `dora start`",
+                    problems.len()
+                );
+                std::process::exit(1);
             }
         }
         Some("bench") if args.len() <= 2 => {
@@ -135,7 +164,7 @@ fn main() -> eyre::Result<()> {
             print!("{md}");
         }
         _ => {
-            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr export <run_dir>\n  geosr curves <run_dir>\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
+            eprintln!("usage:\n  geosr import-vgg <keras-vgg16.onnx> <out.safetensors>\n  geosr summary <run_dir> [--graph <graph.yml>]\n  geosr check <graph.yml> [--env K=V ...]\n  geosr export <run_dir>\n  geosr curves <run_dir>\n  geosr bench [steps]\n  geosr bench-infer <model_run_dir> <lr.tif> [big_edge]");
             std::process::exit(2);
         }
     }
