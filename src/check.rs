@@ -255,7 +255,8 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                     ),
                     has_out(sends),
                 );
-                if s.ingest_mode != "train" {
+                // (`infer` without a model serves native values, for the classic resamplers)
+                if s.ingest_mode == "evaluate" {
                     need(
                         &format!("`{}` mode needs `model` (GEOSR_MODEL)", s.ingest_mode),
                         s.model.is_some(),

@@ -160,6 +160,15 @@ pub struct Degradation {
 }
 
 impl Degradation {
+    /// The degradation a stage applies: the one recorded in the card of `model` when a model is
+    /// given (evaluation degrades exactly as training did), else the settings'.
+    pub fn for_stage(s: &crate::settings::Settings) -> Result<Self> {
+        match &s.model {
+            Some(dir) => Ok(crate::checkpoint::load_checkpoint(dir)?.card.degradation),
+            None => Ok(Self::from_settings(s)),
+        }
+    }
+
     pub fn from_settings(s: &crate::settings::Settings) -> Self {
         Degradation {
             factor: s.factor,

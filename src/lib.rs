@@ -18,6 +18,7 @@ pub mod evaluate;
 pub mod flow;
 pub mod metrics;
 pub mod mosaic;
+pub mod pixel_loss;
 pub mod plot;
 pub mod raster;
 pub mod scan;

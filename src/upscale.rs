@@ -51,6 +51,30 @@ fn kernel(name: &str) -> Result<Kernel> {
 }
 
 /// Upsampling taps from `n_in` to `n_in × factor` samples.
+/// The factor an upscaling stage works at: the model's when `model` is given (so its output lines
+/// up with the model's), else `factor`.
+pub fn factor_for_stage(s: &crate::settings::Settings) -> Result<u32> {
+    match &s.model {
+        Some(dir) => Ok(crate::checkpoint::load_checkpoint(dir)?
+            .card
+            .downsample_factor),
+        None => Ok(s.factor),
+    }
+}
+
+/// Upscales every tile of an LR batch by `f` with `method`, keeping ids and windows.
+pub fn upscale_batch(
+    lr: &crate::tile::TileBatch,
+    f: usize,
+    method: &str,
+) -> Result<crate::tile::TileBatch> {
+    let mut pixels = Vec::with_capacity(lr.pixels.len() * f * f);
+    for tile in lr.pixels.chunks_exact(lr.tile_len()) {
+        pixels.extend(upscale(tile, lr.bands, lr.height, lr.width, f, method)?);
+    }
+    lr.derived(lr.bands, lr.height * f, lr.width * f, pixels)
+}
+
 pub fn upscale_taps(n_in: usize, factor: usize, method: &str) -> Result<Vec<Taps>> {
     let (radius, k) = kernel(method)?;
     let r = radius as isize;

@@ -524,3 +524,55 @@ fn graph_check_catches_each_class_of_mistake(tmp: &Path, run: &Path) {
         "node `degrade` (degrade) works at factor 4, but the model in",
     );
 }
+
+/// The light stages as Rust operators: training through op-degrade (with noise and JPEG) and
+/// op-pixel-loss, and op-upscale giving exactly what the upscale node gives.
+#[test]
+fn operators_run_in_the_dora_runtime() {
+    let _daemon = Daemon::up();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.tif");
+    uint16_scene(&scene, 3, 160, 128);
+    let run = dir.path().join("runs/ops");
+    let s = write_settings(
+        dir.path(),
+        "ops",
+        &tiny(
+            &scene,
+            &run,
+            "steps: 6\nval_every: 3\nnoise_std: 0.01\njpeg_quality: 80\n",
+        ),
+    );
+    let (ok, log) = run_graph("graphs/train-operators.yml", &s);
+    assert!(ok, "train-operators.yml failed:\n{log}");
+    let c = card(&run);
+    assert_eq!(c.step, 6);
+    assert_eq!(c.degradation.jpeg_quality, Some(80));
+    assert!(
+        c.losses.iter().any(|l| l["description"]["runs_as"]
+            .as_str()
+            .is_some_and(|r| r.contains("operator"))),
+        "{:?}",
+        c.losses
+    );
+    let (text, ok) =
+        geosr::summary::summarise(&run, Some(&root().join("graphs/train-operators.yml"))).unwrap();
+    assert!(ok, "{text}");
+
+    let outs: Vec<PathBuf> = ["upscale-classic.yml", "upscale-classic-op.yml"]
+        .iter()
+        .map(|g| {
+            let out = dir.path().join(format!("out/{g}.tif"));
+            let s = write_settings(dir.path(), g, &format!("input: {}\noutput: {}\nlog_dir: {}\nfactor: 2\nupscale_method: lanczos\ninfer_tile: 32\noverlap: 4\n", scene.display(), out.display(), dir.path().join(format!("runs/{g}")).display()));
+            let (ok, log) = run_graph(&format!("graphs/{g}"), &s);
+            assert!(ok, "{g} failed:\n{log}");
+            out
+        })
+        .collect();
+    let read = |p: &Path| {
+        let r = geosr::raster::RasterSource::open(p, &[]).unwrap();
+        r.read_window(0, 0, r.info.width as u32, r.info.height as u32)
+            .unwrap()
+    };
+    assert_eq!(read(&outs[0]), read(&outs[1]));
+}

@@ -220,3 +220,41 @@ fn perceptual_loss_gradient_equals_autograd() {
     // Band sets without red, green and blue go through VGG band by band as grey images.
     compare_protocol_with_autograd(&loss, 2, "undefined,undefined");
 }
+
+/// The operator's plain-Rust pixel loss (geosr::pixel_loss) gives libtorch's loss, shares and
+/// gradient, so a graph may swap the `pixel-loss` node for `op-pixel-loss`.
+#[test]
+fn plain_rust_pixel_loss_equals_libtorch() {
+    tch::manual_seed(3);
+    let (n, c, h, w) = (3, 2, 5, 4);
+    let pred = Tensor::randn([n, c, h, w], (Kind::Float, Device::Cpu));
+    let hr = Tensor::randn([n, c, h, w], (Kind::Float, Device::Cpu));
+    let flat = |t: &Tensor| Vec::<f32>::try_from(t.reshape([-1])).unwrap();
+    for kind in ["l1", "mse"] {
+        let torch = PixelLoss {
+            kind: kind.into(),
+            weight: 0.7,
+        };
+        let (loss, shares, grad) = loss_and_grad(&torch, &pred, &hr, "").unwrap();
+        let (loss2, shares2, grad2) =
+            geosr::pixel_loss::loss_and_grad(kind, 0.7, &flat(&pred), &flat(&hr), n as usize)
+                .unwrap();
+        assert!(
+            (loss - loss2).abs() < 1e-6 * loss.abs().max(1.0),
+            "{kind}: {loss} vs {loss2}"
+        );
+        for (a, b) in shares.iter().zip(&shares2) {
+            assert!(
+                (a - b).abs() < 1e-6,
+                "{kind}: shares {shares:?} vs {shares2:?}"
+            );
+        }
+        let g = flat(&grad);
+        let worst = g
+            .iter()
+            .zip(&grad2)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-7, "{kind}: gradient differs by {worst}");
+    }
+}

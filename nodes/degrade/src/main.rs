@@ -19,15 +19,7 @@ fn main() -> eyre::Result<()> {
     };
     geosr::stage::init("degrade", &log_dir);
     // Evaluation degrades exactly as the model's training did: the card's settings win.
-    let deg = match &settings.model {
-        Some(dir) => {
-            geosr::checkpoint::load_checkpoint(dir)
-                .map_err(|e| eyre::eyre!("degrade: {e}"))?
-                .card
-                .degradation
-        }
-        None => Degradation::from_settings(&settings),
-    };
+    let deg = Degradation::for_stage(&settings).map_err(|e| eyre::eyre!("degrade: {e}"))?;
     tracing::info!(?deg, from_model = settings.model.is_some(), "degrade ready");
     geosr::stage::map_batches("degrade", &log_dir, |id, hr| {
         let output = id
