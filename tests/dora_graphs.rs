@@ -576,3 +576,52 @@ fn operators_run_in_the_dora_runtime() {
     };
     assert_eq!(read(&outs[0]), read(&outs[1]));
 }
+
+/// A Python node (numpy + pyarrow) in place of the Rust `degrade` node: the same LR tiles, so
+/// the bicubic baseline of validation is the same, and every edge delivers all its tiles.
+#[test]
+fn python_degrade_node_matches_the_rust_one() {
+    let _daemon = Daemon::up();
+    let dir = tempfile::tempdir().unwrap();
+    let scene = dir.path().join("scene.tif");
+    uint16_scene(&scene, 3, 160, 128);
+    let metrics: Vec<Vec<String>> = ["train.yml", "train-python.yml"]
+        .iter()
+        .map(|g| {
+            let run = dir.path().join(format!("runs/{g}"));
+            let s = write_settings(
+                dir.path(),
+                g,
+                &tiny(&scene, &run, "steps: 4\nval_every: 2\n"),
+            );
+            let (ok, log) = run_graph(&format!("graphs/{g}"), &s);
+            assert!(ok, "{g} failed:\n{log}");
+            let (text, ok) =
+                geosr::summary::summarise(&run, Some(&root().join("graphs").join(g))).unwrap();
+            assert!(ok, "{text}");
+            std::fs::read_to_string(run.join("metrics.csv"))
+                .unwrap()
+                .lines()
+                .filter(|l| !l.contains(",,,,"))
+                .skip(1)
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect();
+    assert_eq!(metrics[0].len(), 2);
+    for (rust, py) in metrics[0].iter().zip(&metrics[1]) {
+        // columns 5 and 6: bicubic PSNR and SSIM of the validation LR tiles
+        let cols = |l: &str| -> Vec<f64> {
+            l.split(',')
+                .skip(5)
+                .take(2)
+                .map(|v| v.parse().unwrap())
+                .collect()
+        };
+        let (a, b) = (cols(rust), cols(py));
+        assert!(
+            (a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-4,
+            "rust {rust} vs python {py}"
+        );
+    }
+}
