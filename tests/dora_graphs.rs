@@ -625,3 +625,102 @@ fn python_degrade_node_matches_the_rust_one() {
         );
     }
 }
+
+/// graphs/train-two-machines.yml on a coordinator and two daemons of its own (`cpu`, `gpu`) on
+/// loopback: every node runs on the daemon its `deploy:` names and every edge delivers all its
+/// tiles across the daemons.
+#[test]
+fn training_spans_two_daemons() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, listen) = ("6313", ["53411", "53412"]);
+    let path = format!(
+        "{}:{}",
+        root().join(".venv/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    struct Cluster(Vec<std::process::Child>, &'static str);
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            let _ = dora(&["down", "--coordinator-port", self.1]);
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+    let spawn = |args: &[&str], cwd: &Path| {
+        std::fs::create_dir_all(cwd).unwrap();
+        Command::new(dora_bin())
+            .args(args)
+            .current_dir(cwd)
+            .env("PATH", &path)
+            .env("DORA_WORKSPACE", root())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut cluster = Cluster(vec![], port);
+    cluster.0.push(spawn(
+        &["coordinator", "--port", port, "--store", "memory"],
+        dir.path(),
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    for (m, l) in ["cpu", "gpu"].iter().zip(listen) {
+        cluster.0.push(spawn(
+            &[
+                "daemon",
+                "--machine-id",
+                m,
+                "--coordinator-port",
+                port,
+                "--local-listen-port",
+                l,
+            ],
+            &dir.path().join(m),
+        ));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let scene = dir.path().join("scene.tif");
+    uint16_scene(&scene, 3, 160, 128);
+    let run = dir.path().join("runs/two");
+    let s = write_settings(
+        dir.path(),
+        "two",
+        &tiny(&scene, &run, "steps: 4\nval_every: 2\n"),
+    );
+    let log = dir.path().join("two.log");
+    let status = Command::new(dora_bin())
+        .args([
+            "start",
+            "graphs/train-two-machines.yml",
+            "--coordinator-port",
+            port,
+            "--attach",
+            "--env",
+        ])
+        .arg(format!("GEOSR_SETTINGS={}", s.display()))
+        .current_dir(root())
+        .env("PATH", &path)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "two-daemon training failed:\n{text}");
+    for (node, machine) in [
+        ("tile-ingest", "cpu"),
+        ("unet-train", "gpu"),
+        ("vgg-loss", "gpu"),
+    ] {
+        assert!(
+            text.contains(&format!("{node} on daemon `{machine}`")),
+            "{node} did not run on `{machine}`:\n{text}"
+        );
+    }
+    assert_eq!(card(&run).step, 4);
+    let (summary, ok) =
+        geosr::summary::summarise(&run, Some(&root().join("graphs/train-two-machines.yml")))
+            .unwrap();
+    assert!(ok, "{summary}");
+}
