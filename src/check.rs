@@ -71,6 +71,8 @@ pub struct GraphNode {
     pub inputs: BTreeMap<String, (String, String)>,
     pub outputs: BTreeSet<String>,
     pub env: Vec<(String, String)>,
+    /// input id → its `queue_size` (dora's default is 10)
+    pub queue_sizes: BTreeMap<String, usize>,
 }
 
 /// The geosr stage a file implements: `tile-ingest`, `libop_pixel_loss.so` → `pixel-loss`,
@@ -132,7 +134,11 @@ pub fn read_graph(graph: &Path) -> Result<Vec<GraphNode>> {
         }
         for (pid, spec, stage) in parts {
             let mut inputs = BTreeMap::new();
+            let mut queue_sizes = BTreeMap::new();
             for (k, v) in spec["inputs"].as_mapping().into_iter().flatten() {
+                if let (Some(name), Some(q)) = (k.as_str(), v["queue_size"].as_u64()) {
+                    queue_sizes.insert(name.to_owned(), q as usize);
+                }
                 let src = v
                     .as_str()
                     .or_else(|| v["source"].as_str())
@@ -157,6 +163,7 @@ pub fn read_graph(graph: &Path) -> Result<Vec<GraphNode>> {
                 inputs,
                 outputs,
                 env: env.clone(),
+                queue_sizes,
             });
         }
     }
@@ -180,8 +187,8 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
     // Edges: the source exists, declares the output, and carries what the input expects.
     for n in &nodes {
         for (input, (from, out)) in &n.inputs {
-            if from == "dora" {
-                continue; // timers
+            if from == "dora" || from.starts_with("dora/") {
+                continue; // timers and dora's own sources
             }
             // `node/op/output` names the single operator of an `operator:` node explicitly.
             let src = by_id
@@ -318,6 +325,31 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                 );
             }
             "evaluate" => {
+                let methods: BTreeSet<&String> =
+                    n.inputs.keys().filter(|k| k.starts_with("sr_")).collect();
+                if let Some((scorer, _)) = n.inputs.get("vgg") {
+                    if let Some(v) = by_id.get(scorer.as_str()) {
+                        let scored: BTreeSet<&String> =
+                            v.inputs.keys().filter(|k| k.starts_with("sr_")).collect();
+                        need(
+                            &format!(
+                                "its `sr_` inputs ({}) and those of `{scorer}` ({}) must be the same methods, or batches wait for scores that never come",
+                                methods.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                                scored.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                            ),
+                            scored == methods,
+                        );
+                    }
+                    let q = n.queue_sizes.get("vgg").copied().unwrap_or(10);
+                    need(
+                        &format!(
+                            "`prefetch` {} × {} methods score batches can wait on input `vgg`, whose queue_size is {q}: raise it",
+                            s.prefetch,
+                            methods.len()
+                        ),
+                        s.prefetch as usize * methods.len() <= q,
+                    );
+                }
                 need(
                     "needs input `hr` and at least one `sr_<method>`",
                     has_in("hr") && any_in("sr_"),

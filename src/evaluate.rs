@@ -107,6 +107,18 @@ pub fn compare_rasters(
     border: usize,
     nodata: Option<f64>,
 ) -> Result<RasterComparison> {
+    compare_in_strips(hr, preds, border, nodata, None)
+}
+
+/// [`compare_rasters`] with the strip height given (tests: many strips give the same scores).
+#[doc(hidden)]
+pub fn compare_in_strips(
+    hr: &Path,
+    preds: &[(String, PathBuf)],
+    border: usize,
+    nodata: Option<f64>,
+    rows: Option<usize>,
+) -> Result<RasterComparison> {
     let src = RasterSource::open(hr, &[])?;
     let (w, h, c) = (src.info.width, src.info.height, src.info.bands.len());
     let rule = ValidRule::for_raster(&src.info, nodata);
@@ -135,7 +147,7 @@ pub fn compare_rasters(
     }
     let inside =
         |x: usize, y: usize| x >= border && x < w - border && y >= border && y < h - border;
-    let rows = strip_rows(w);
+    let rows = rows.unwrap_or_else(|| strip_rows(w)).max(1);
 
     // Pass 1: each band's data range over the compared pixels.
     let (mut lo, mut hi) = (vec![f64::MAX; c], vec![f64::MIN; c]);
@@ -353,14 +365,19 @@ pub fn pick_crops(
     }
     let xs: Vec<usize> = (border..=w - border - size).step_by(size).collect();
     let ys: Vec<usize> = (border..=h - border - size).step_by(size).collect();
+    // At most about 400 candidates, thinned along both axes so they still cover the raster and
+    // a huge raster is not read whole.
+    let every = ((xs.len() * ys.len()) as f64 / 400.0)
+        .sqrt()
+        .ceil()
+        .max(1.0) as usize;
     let all: Vec<[usize; 2]> = ys
         .iter()
-        .flat_map(|&y| xs.iter().map(move |&x| [x, y]))
+        .step_by(every)
+        .flat_map(|&y| xs.iter().step_by(every).map(move |&x| [x, y]))
         .collect();
-    // At most 400 candidates, spread evenly, so a huge raster is not read whole.
-    let every = all.len().div_ceil(400).max(1);
     let mut scored = Vec::new();
-    for &[x, y] in all.iter().step_by(every) {
+    for &[x, y] in &all {
         let px = src.read_window(x as u32, y as u32, size as u32, size as u32)?;
         let plane = size * size;
         if !rule.mask(&px, c, plane).iter().all(|v| *v) {
@@ -494,6 +511,8 @@ pub struct Report {
     pub degradation: serde_json::Value,
     pub border: usize,
     pub metric_notes: String,
+    /// What the VGG distances measure (`vgg_relu2_2`), when the graph wires vgg-loss.
+    pub vgg_metric: Option<String>,
     pub rasters: Vec<RasterReport>,
     /// Per method: the mean over rasters of PSNR and SSIM, and the tile-weighted VGG distance.
     pub overall: BTreeMap<String, OverallScores>,

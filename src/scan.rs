@@ -49,8 +49,9 @@ impl ScanPlan {
     }
 
     /// Plans the tiles of an HR raster for evaluation: tiles and overlap are `scale` times the
-    /// LR values given (`scale` = the model's factor), so that once degraded they are exactly the
-    /// LR tiles inference would use.
+    /// LR values given (`scale` = the model's factor), so that once degraded they have the size
+    /// and overlap of the LR tiles inference uses (the same windows when the raster's sides are
+    /// multiples of the factor).
     pub fn hr(
         path: &Path,
         card: &ModelCard,

@@ -163,7 +163,7 @@ pub struct Settings {
     pub output_format: String,
     /// Crops shown in the evaluation preview PNG (0 = no preview).
     pub preview_crops: u32,
-    /// Edge of each preview crop in HR pixels (shown at 2× up to 128, 1× above 256).
+    /// Edge of each preview crop in HR pixels (drawn at ⌊256 / size⌋×, 1× to 4×).
     pub preview_size: u32,
     /// GDAL creation options, comma-separated.
     pub creation_options: String,
@@ -255,6 +255,7 @@ const PATH_KEYS: &[&str] = &[
     "run_dir",
     "model",
     "output",
+    "log_dir",
 ];
 
 impl Settings {
@@ -346,6 +347,28 @@ impl Settings {
         }
         if self.batch_size == 0 {
             return Err(Error::setting("batch_size", "must be at least 1"));
+        }
+        if self.infer_batch == 0 {
+            return Err(Error::setting("infer_batch", "must be at least 1"));
+        }
+        // Requests in flight must fit dora's input queues (10 by default), or messages drop.
+        if !(1..=8).contains(&self.prefetch) {
+            return Err(Error::setting(
+                "prefetch",
+                format!(
+                    "{} is not in 1..=8 (dora's input queues hold 10 messages)",
+                    self.prefetch
+                ),
+            ));
+        }
+        if self.preview_size < 16 {
+            return Err(Error::setting(
+                "preview_size",
+                format!(
+                    "{} px is too small for a preview crop (at least 16)",
+                    self.preview_size
+                ),
+            ));
         }
         if !(0.0..100.0).contains(&self.val_split_pct) {
             return Err(Error::setting("val_split_pct", "must be in [0, 100)"));

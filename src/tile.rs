@@ -437,12 +437,13 @@ impl TileBatch {
                 g
             })
             .collect();
-        let window_w = self.tiles.first().map(|g| g.window[2]).unwrap_or(w as u32);
         let mut out = TileBatch {
             bands: c,
             height: h,
             width: w,
-            factor: (window_w / w as u32).max(1),
+            // source pixels per tile pixel, from the tile grids (a padded tile's window is
+            // smaller than the tile, so the window would understate it)
+            factor: ((self.factor as usize * self.width) / w).max(1) as u32,
             tiles,
             pixels,
             loss: None,

@@ -149,3 +149,33 @@ fn a_prediction_of_another_size_is_refused_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn strips_of_any_height_give_the_same_scores() {
+    // Large rasters are read in strips with a 5-row halo; a few rows per strip must not change
+    // a thing, including strips shorter than the 11-row SSIM window.
+    let preds = [("pred".to_owned(), fixture("pred.tif"))];
+    let whole = geosr::evaluate::compare_in_strips(&fixture("hr.tif"), &preds, 4, None, Some(1000))
+        .unwrap();
+    for rows in [1, 3, 7, 16, 50] {
+        let s = geosr::evaluate::compare_in_strips(&fixture("hr.tif"), &preds, 4, None, Some(rows))
+            .unwrap();
+        assert_eq!(
+            (s.pixels, s.ssim_windows),
+            (whole.pixels, whole.ssim_windows),
+            "{rows} rows"
+        );
+        assert_close(
+            &s.methods["pred"].psnr,
+            &whole.methods["pred"].psnr,
+            1e-9,
+            "PSNR",
+        );
+        assert_close(
+            &s.methods["pred"].ssim,
+            &whole.methods["pred"].ssim,
+            1e-12,
+            "SSIM",
+        );
+    }
+}

@@ -22,8 +22,11 @@ import yaml
 from dora import Node
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(os.environ.get("GEOSR_ROOT", ROOT))
+PATHS = ("run_dir", "log_dir", "model", "resume")
 KEYS = {"factor": 4, "antialias": True, "noise_std": 0.0, "blur_sigma": 0.0,
-        "jpeg_quality": None, "run_dir": str(ROOT / "runs/train"), "model": None, "resume": None}
+        "jpeg_quality": None, "run_dir": str(ROOT / "runs/train"),
+        "log_dir": str(ROOT / "runs/logs"), "model": None, "resume": None}
 
 
 def settings():
@@ -33,14 +36,14 @@ def settings():
         path = pathlib.Path(path).resolve()
         loaded = yaml.safe_load(path.read_text()) or {}
         for k, v in loaded.items():
-            if k in ("run_dir", "model", "resume") and v:
+            if k in PATHS and v:
                 v = str((path.parent / v).resolve())
             if k in s:
                 s[k] = v
     for k in s:
         v = os.environ.get(f"GEOSR_{k.upper()}")
         if v is not None:
-            s[k] = v if k in ("run_dir", "model", "resume") else yaml.safe_load(v)
+            s[k] = str(pathlib.Path(v).resolve()) if k in PATHS else yaml.safe_load(v)
     if s["model"]:
         # evaluation: degrade exactly as the model was trained
         card = json.loads((pathlib.Path(s["model"]) / "model.json").read_text())
@@ -77,38 +80,40 @@ def bilinear_matrix(n_in, n_out, antialias):
 
 
 def degrade(batch, s):
-    n = len(batch)
-    c, h, w = (batch.field(k)[0].as_py() for k in ("bands", "height", "width"))
+    # A RecordBatch view applies the struct's offset (StructArray.field() would not).
+    batch = pa.RecordBatch.from_struct_array(batch)
+    n = batch.num_rows
+    col = batch.column
+    c, h, w, f_in = (col(k)[0].as_py() for k in ("bands", "height", "width", "factor"))
     f = int(s["factor"])
     if h % f or w % f:
         raise ValueError(f"tile {w}x{h} is not a multiple of factor {f}")
-    hr = batch.field("pixels").flatten().to_numpy(zero_copy_only=False).reshape(n, c, h, w)
+    hr = col("pixels").flatten().to_numpy(zero_copy_only=False).reshape(n, c, h, w)
     rows = bilinear_matrix(h, h // f, s["antialias"])
     cols = bilinear_matrix(w, w // f, s["antialias"])
     # columns first, then rows, in float32 like the Rust stage
     lr = np.einsum("nchw,pw->nchp", hr, cols, optimize=True)
     lr = np.einsum("oh,nchp->ncop", rows, lr, optimize=True).astype(np.float32)
     if s["noise_std"]:
-        rng = np.random.default_rng(batch.field("batch_id")[0].as_py())
+        rng = np.random.default_rng(col("batch_id")[0].as_py())
         lr += rng.normal(0, s["noise_std"], lr.shape).astype(np.float32)
     h2, w2 = h // f, w // f
     # geometry: pixel sizes grow by the factor; `factor` = source pixels per tile pixel
-    gt = batch.field("geotransform").flatten().to_numpy(zero_copy_only=False).reshape(n, 6).copy()
+    gt = col("geotransform").flatten().to_numpy(zero_copy_only=False).reshape(n, 6).copy()
     gt[:, [1, 2, 4, 5]] *= f
-    window_w = batch.field("window").flatten()[2].as_py()
     item = lambda t: pa.field("item", t, nullable=False)
     columns = {
         "height": pa.array([h2] * n, pa.uint32()),
         "width": pa.array([w2] * n, pa.uint32()),
-        "factor": pa.array([max(window_w // w2, 1)] * n, pa.uint32()),
+        "factor": pa.array([max(f_in * w // w2, 1)] * n, pa.uint32()),
         "geotransform": pa.FixedSizeListArray.from_arrays(
             pa.array(gt.ravel(), pa.float64()), type=pa.list_(item(pa.float64()), 6)),
         "pixels": pa.FixedSizeListArray.from_arrays(
             pa.array(lr.ravel(), pa.float32()), type=pa.list_(item(pa.float32()), c * h2 * w2)),
         "loss": pa.nulls(n, pa.float64()),
     }
-    fields = list(batch.type)
-    arrays = [columns.get(fl.name, batch.field(fl.name)) for fl in fields]
+    fields = list(batch.schema)
+    arrays = [columns.get(fl.name, col(fl.name)) for fl in fields]
     fields = [pa.field(fl.name, columns[fl.name].type, fl.nullable) if fl.name in columns else fl
               for fl in fields]
     return pa.StructArray.from_arrays(arrays, fields=fields)
@@ -133,8 +138,7 @@ def main():
         elif event["type"] == "STOP":
             break
     # the same counts file as the Rust stages, so `geosr summary --graph` checks the edges
-    out_dir = pathlib.Path(s["run_dir"] if not s["model"] else os.environ.get(
-        "GEOSR_LOG_DIR", ROOT / "runs/logs")) / "counts"
+    out_dir = pathlib.Path(s["log_dir"] if s["model"] else s["run_dir"]) / "counts"
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "degrade.json.tmp"
     tmp.write_text(json.dumps(counts, indent=2))

@@ -105,7 +105,10 @@ mod tests {
         };
         let batch = TileBatch::example(2, 3, 8, 8);
         let out = process(batch.clone(), &config).unwrap();
-        assert_eq!((out.batch_id, out.tiles.clone()), (batch.batch_id, batch.tiles.clone()));
+        assert_eq!(
+            (out.batch_id, out.tiles.clone()),
+            (batch.batch_id, batch.tiles.clone())
+        );
         assert_eq!(out.pixels.len(), batch.pixels.len());
         // and it survives the Arrow round trip every message takes
         let back = TileBatch::from_arrow(out.to_arrow().unwrap().as_ref()).unwrap();

@@ -23,6 +23,8 @@ struct Parts {
     lr: Option<TileBatch>,
     sr: BTreeMap<String, TileBatch>,
     scores: Vec<ScoreBatch>,
+    /// Methods whose score batch has arrived.
+    scored: std::collections::BTreeSet<String>,
 }
 
 /// The raster being assembled.
@@ -46,6 +48,8 @@ struct Evaluator {
     opts: MosaicOptions,
     current: Option<RasterRun>,
     done: Vec<RasterReport>,
+    /// What the VGG scores measure, as vgg-loss names it (`vgg_relu2_2`).
+    vgg_metric: Option<String>,
 }
 
 /// Nearest-neighbour upsampling of an LR batch to the HR grid: the "what the analyst has" column.
@@ -66,11 +70,10 @@ fn nearest(lr: &TileBatch, f: usize) -> eyre::Result<TileBatch> {
 
 impl Evaluator {
     fn complete(&self, p: &Parts) -> bool {
-        let scored: usize = p.scores.len();
         p.hr.is_some()
             && (!self.has_lr || p.lr.is_some())
             && self.methods.iter().all(|m| p.sr.contains_key(m))
-            && (!self.has_vgg || scored == self.methods.len())
+            && (!self.has_vgg || self.methods.iter().all(|m| p.scored.contains(m)))
     }
 
     fn start_raster(&mut self, hr: &Path) -> eyre::Result<()> {
@@ -271,6 +274,9 @@ fn main() -> eyre::Result<()> {
             "evaluate: no input named sr_<method>; wire at least one super-resolving stage"
         );
     }
+    if inputs.iter().any(|i| i == "lr") && methods.iter().any(|m| m == "nearest") {
+        eyre::bail!("evaluate: `nearest` is the name of the enlarged-LR column (input `lr`); give the method `sr_nearest` another name");
+    }
     let mut ev = Evaluator {
         factor: card.downsample_factor,
         methods,
@@ -289,6 +295,7 @@ fn main() -> eyre::Result<()> {
         },
         current: None,
         done: Vec::new(),
+        vgg_metric: None,
         out_dir: out_dir.clone(),
         settings: settings.clone(),
     };
@@ -308,7 +315,22 @@ fn main() -> eyre::Result<()> {
                         .map_err(|e| eyre::eyre!("evaluate: input `vgg`: {e}"))?;
                     counts.count_in("vgg", s.0.len());
                     if let Some(first) = s.0.first() {
-                        parts.entry(first.batch_id).or_default().scores.push(s);
+                        // Scores must name evaluate's own methods: vgg-loss and evaluate are
+                        // wired with the same `sr_<method>` inputs.
+                        if !ev.methods.contains(&first.method) {
+                            eyre::bail!(
+                                "evaluate: a VGG score for method `{}`, which is not one of this node's inputs ({}); wire vgg-loss and evaluate with the same sr_<method> inputs",
+                                first.method,
+                                ev.methods.join(", ")
+                            );
+                        }
+                        if first.batch_id < added {
+                            eyre::bail!("evaluate: a second VGG score for batch {} (method `{}`)", first.batch_id, first.method);
+                        }
+                        ev.vgg_metric.get_or_insert_with(|| first.metric.clone());
+                        let p = parts.entry(first.batch_id).or_default();
+                        p.scored.insert(first.method.clone());
+                        p.scores.push(s);
                     }
                 } else {
                     let b = TileBatch::from_arrow(data.as_array().as_ref())
@@ -356,23 +378,31 @@ fn main() -> eyre::Result<()> {
             _ => {}
         }
     }
+    if total != Some(added) {
+        eyre::bail!(
+            "evaluate: the dataflow ended after {added} of {total:?} batches; no report was written"
+        );
+    }
     ev.finish_raster()?;
     let report = Report {
         model: model.clone(),
         factor: card.downsample_factor,
         degradation: serde_json::to_value(&card.degradation)?,
         border: card.downsample_factor as usize,
-        metric_notes: "PSNR and SSIM per band on native values, data range = max − min of the HR band's compared pixels, nodata and a border of `factor` pixels left out; SSIM: 11×11 Gaussian window (σ 1.5), as scikit-image with gaussian_weights=True. VGG distance: mean squared VGG-16 feature difference at the training layers, over tiles without nodata. Method `nearest` is the LR itself, enlarged.".into(),
+        metric_notes: "PSNR and SSIM per band on native values, data range = max − min of the HR band's compared pixels, nodata and a border of `factor` pixels left out; SSIM: 11×11 Gaussian window (σ 1.5), as scikit-image with gaussian_weights=True. VGG distance: mean squared VGG-16 feature difference at the `vgg_layers` of this graph's vgg-loss stage (see `vgg_metric`), over tiles without nodata; its scale depends on the model's normalisation, so compare methods within one report. Method `nearest` is the LR itself, enlarged. Identical images have an infinite PSNR, written as null in JSON.".into(),
         overall: geosr::evaluate::overall(&ev.done),
+        vgg_metric: ev.vgg_metric.clone(),
         rasters: ev.done,
         seconds: started.elapsed().as_secs_f64(),
     };
+    // report.json marks a finished evaluation (a second run into the folder is refused), so
+    // it is written last.
+    let md = report.to_markdown();
+    geosr::checkpoint::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
     geosr::checkpoint::write_atomic(
         &out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;
-    let md = report.to_markdown();
-    geosr::checkpoint::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
     println!("{md}");
     println!("report: {}", out_dir.join("report.md").display());
     counts.write(&settings.log_dir)?;

@@ -84,7 +84,7 @@ fn main() -> eyre::Result<()> {
 }
 
 /// Evaluation mode: answers request `i` with batch `i` of overlapping HR tiles on `hr`, cut so
-/// that, once degraded by the model's factor, they are the LR tiles inference would use.
+/// that, once degraded by the model's factor, they have the size and overlap of the LR tiles inference uses.
 fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
     geosr::stage::pin_mmap_threshold();
     geosr::stage::init("tile-ingest", &settings.log_dir);
