@@ -130,7 +130,9 @@ def train(card, steps, batch, chip, feature_weight):
         loss.backward()
         opt.step()
         done.append(time.perf_counter())
-    skip = min(10, len(done) - 1)
+    if len(done) < 3:
+        raise SystemExit("torch-reference: give --steps 3 or more (the first steps are not timed)")
+    skip = min(10, len(done) - 2)
     secs = done[-1] - done[skip]
     return {"steps": steps, "steps_timed": len(done) - 1 - skip, "seconds": secs,
             "steps_per_s": (len(done) - 1 - skip) / secs, "final_loss": float(loss.detach())}

@@ -200,7 +200,8 @@ impl Mosaic {
             let (x0, y0, vw, vh) = (x * f, y * f, w * f, h * f);
             if y0 < self.lo {
                 return Err(Error::Contract(format!(
-                    "tile at row {y} arrived after rows up to {} were written: tiles must come in raster order",
+                    "{}: tile at row {y} arrived after rows up to {} were written: tiles must come in raster order",
+                    self.out.display(),
                     self.lo / f
                 )));
             }

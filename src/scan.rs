@@ -259,7 +259,22 @@ impl EvalPlan {
         let mut plans = Vec::new();
         let mut first_batch = Vec::new();
         let mut total = 0;
+        let mut stems = std::collections::BTreeMap::new();
         for path in crate::raster::list_rasters(input)? {
+            // Outputs are named after the file stem: two rasters may not share one.
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_os_string())
+                .unwrap_or_default();
+            if let Some(other) = stems.insert(stem, path.clone()) {
+                return Err(Error::raster(
+                    &path,
+                    format!(
+                        "has the same name as {} up to the extension; the evaluation's outputs would overwrite each other",
+                        other.display()
+                    ),
+                ));
+            }
             let plan = ScanPlan::hr(&path, card, tile, overlap, batch, nodata)?;
             first_batch.push(total);
             total += plan.batches();

@@ -54,24 +54,6 @@ pub fn send_array(
     Ok(())
 }
 
-/// The body of a stage that maps each tile batch to one reply, without the dora node API, so
-/// dora operators (which get and send Arrow arrays through the runtime) share it: decodes the
-/// input, counts it, asks `f` for the output id and the reply, counts and encodes that.
-pub fn map_arrow(
-    stage: &str,
-    input: &str,
-    array: &dyn arrow::array::Array,
-    counts: &mut TileCounts,
-    f: impl FnOnce(&str, TileBatch) -> eyre::Result<(String, TileBatch)>,
-) -> eyre::Result<(String, arrow::array::ArrayRef)> {
-    let batch =
-        TileBatch::from_arrow(array).map_err(|e| eyre::eyre!("{stage}: input `{input}`: {e}"))?;
-    counts.count_in(input, batch.len());
-    let (output, reply) = f(input, batch)?;
-    counts.count_out(&output, reply.len());
-    Ok((output, reply.into_arrow()?))
-}
-
 /// Writes `stages/<node id>.json` under the run directory: what this stage is and how it is set.
 pub fn describe_stage(
     run_dir: &Path,

@@ -515,7 +515,19 @@ fn graph_check_catches_each_class_of_mistake(tmp: &Path, run: &Path) {
         ],
         "has no model.onnx for the `ort` engine",
     );
-    // 6. a degradation factor that differs from the model being resumed (×2)
+    // 6. an evaluation whose VGG scorer is not wired with the same methods (it would hang)
+    let g = variant(
+        "vgg-methods",
+        "evaluate.yml",
+        "      sr_lanczos: upscale-lanczos/sr\n",
+        "",
+    );
+    only(
+        &g,
+        &[model.clone(), output.clone()],
+        "must be the same methods",
+    );
+    // 7. a degradation factor that differs from the model being resumed (×2)
     let settings = tmp.join("factor4.yml");
     std::fs::write(&settings, format!("factor: 4\nresume: {}\n", run.display())).unwrap();
     only(

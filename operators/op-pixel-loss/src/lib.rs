@@ -2,113 +2,66 @@
 //! operator, run inside the dora runtime instead of its own process. Same loss-stage protocol as
 //! the `pixel-loss` node: inputs `hr` and `pred`, output `loss` (∂loss/∂pred in `pixels`, each
 //! tile's share in `loss`). Plain Rust, no libtorch. See README.md beside this file.
-use dora_operator_api::{register_operator, DoraOperator, DoraOutputSender, DoraStatus, Event};
-use geosr::flow::TileCounts;
 use geosr::settings::Settings;
 use geosr::tile::TileBatch;
+use geosr_operator::{TileOperator, TileStage};
 use std::collections::BTreeMap;
 
-register_operator!(PixelLossOperator);
+dora_operator_api::register_operator!(TileOperator<PixelLoss>);
 
-#[derive(Default)]
-struct PixelLossOperator {
-    settings: Option<Settings>,
+pub struct PixelLoss {
+    kind: String,
+    weight: f64,
+    /// Halves of a batch waiting for the other one, by `batch_id`.
     hr: BTreeMap<u64, TileBatch>,
     pred: BTreeMap<u64, TileBatch>,
-    counts: TileCounts,
 }
 
-impl PixelLossOperator {
-    /// Settings are read at the first event: `Default` cannot fail, `on_event` can.
-    fn settings(&mut self) -> eyre::Result<&Settings> {
-        if self.settings.is_none() {
-            let s = Settings::from_env().map_err(|e| eyre::eyre!("op-pixel-loss: {e}"))?;
-            s.check_run_dir()
-                .map_err(|e| eyre::eyre!("op-pixel-loss: {e}"))?;
-            if s.pixel_loss == "none" {
-                eyre::bail!(
-                    "op-pixel-loss: pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`"
-                );
-            }
-            self.counts = TileCounts::new("pixel-loss");
-            // What the model card records about this loss stage.
-            geosr::stage::describe_stage(
-                &s.run_dir,
-                "pixel-loss",
-                &serde_json::json!({
-                    "pixel_loss": s.pixel_loss,
-                    "pixel_weight": s.pixel_weight,
-                    "runs_as": "dora operator (op-pixel-loss)",
-                }),
-            )?;
-            self.settings = Some(s);
+impl TileStage for PixelLoss {
+    const STAGE: &'static str = "pixel-loss";
+
+    fn from_env() -> eyre::Result<(Self, std::path::PathBuf)> {
+        let s = Settings::from_env()?;
+        s.check_run_dir()?;
+        if s.pixel_loss == "none" {
+            eyre::bail!("pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
         }
-        Ok(self.settings.as_ref().expect("just set"))
+        // What the model card records about this loss stage.
+        geosr::stage::describe_stage(
+            &s.run_dir,
+            Self::STAGE,
+            &serde_json::json!({
+                "pixel_loss": s.pixel_loss,
+                "pixel_weight": s.pixel_weight,
+                "runs_as": "dora operator (op-pixel-loss)",
+            }),
+        )?;
+        let stage = PixelLoss {
+            kind: s.pixel_loss.clone(),
+            weight: s.pixel_weight,
+            hr: BTreeMap::new(),
+            pred: BTreeMap::new(),
+        };
+        Ok((stage, s.run_dir))
     }
 
-    fn input(
+    fn on_batch(
         &mut self,
-        id: &str,
-        array: &dyn dora_operator_api::arrow_v59::array::Array,
-        out: &mut DoraOutputSender,
-    ) -> eyre::Result<()> {
-        let (kind, weight) = {
-            let s = self.settings()?;
-            (s.pixel_loss.clone(), s.pixel_weight)
-        };
-        let batch = TileBatch::from_arrow(array)
-            .map_err(|e| eyre::eyre!("op-pixel-loss: input `{id}`: {e}"))?;
-        self.counts.count_in(id, batch.len());
+        input: &str,
+        batch: TileBatch,
+    ) -> eyre::Result<Vec<(String, TileBatch)>> {
         let key = batch.batch_id;
-        match id {
+        match input {
             "hr" => self.hr.insert(key, batch),
             "pred" => self.pred.insert(key, batch),
-            other => {
-                eyre::bail!("op-pixel-loss: unexpected input `{other}` (expected `hr` and `pred`)")
-            }
+            other => eyre::bail!("unexpected input `{other}` (expected `hr` and `pred`)"),
         };
-        if let (Some(pred), Some(hr)) = (self.pred.get(&key), self.hr.get(&key)) {
-            let reply = geosr::pixel_loss::reply(&kind, weight, pred, hr)?;
-            self.pred.remove(&key);
-            self.hr.remove(&key);
-            self.counts.count_out("loss", reply.len());
-            out.send("loss", reply.into_arrow()?)
-                .map_err(|e| eyre::eyre!("op-pixel-loss: {e}"))?;
-        }
-        Ok(())
-    }
-}
-
-/// The runtime does not always deliver `Stop` to an operator whose inputs have closed; it
-/// always drops it, so the tile counts are written here.
-impl Drop for PixelLossOperator {
-    fn drop(&mut self) {
-        if let Some(s) = &self.settings {
-            if let Err(e) = self.counts.write(&s.run_dir) {
-                eprintln!("op-pixel-loss: writing tile counts: {e}");
-            }
-        }
-    }
-}
-
-impl DoraOperator for PixelLossOperator {
-    fn on_event(
-        &mut self,
-        event: &Event,
-        out: &mut DoraOutputSender,
-    ) -> Result<DoraStatus, String> {
-        match event {
-            Event::Input { id, data, .. } => {
-                self.input(id, data.as_array().as_ref(), out)
-                    .map_err(|e| e.to_string())?;
-                Ok(DoraStatus::Continue)
-            }
-            Event::InputParseError { id, error } => {
-                Err(format!("op-pixel-loss: input `{id}`: {error}"))
-            }
-            Event::InputClosed { id } if *id == "pred" => Ok(DoraStatus::Stop),
-            Event::Stop => Ok(DoraStatus::Stop),
-            _ => Ok(DoraStatus::Continue),
-        }
+        let (Some(pred), Some(hr)) = (self.pred.get(&key), self.hr.get(&key)) else {
+            return Ok(Vec::new());
+        };
+        let reply = geosr::pixel_loss::reply(&self.kind, self.weight, pred, hr)?;
+        self.pred.remove(&key);
+        self.hr.remove(&key);
+        Ok(vec![("loss".into(), reply)])
     }
 }

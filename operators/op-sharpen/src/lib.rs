@@ -1,148 +1,91 @@
 //! `op-sharpen`: unsharp masking of SR tiles, `x + amount · (x − blur_σ(x))`, a classic
 //! post-processing step after interpolation. Made from examples/stage-template as the
-//! walk-through of docs/writing-a-stage.md. It answers every tile batch on `sr`
-//! with one batch on `sr` (same ids, geometry and shape), so it can sit between any stage that
-//! makes SR tiles and any stage that takes them, on a request/credit flow, unchanged.
-//!
-//! Replace the body of [`process`] with what the stage does; rename the ports in `on_event` and
-//! in the graph if it maps other kinds of tiles (`hr*`, `lr*`: see docs/tile-contract.md).
-use dora_operator_api::{register_operator, DoraOperator, DoraOutputSender, DoraStatus, Event};
-use geosr::flow::TileCounts;
+//! walk-through of docs/writing-a-stage.md. It answers every tile batch on `sr` with one batch
+//! on `sr` (same ids, geometry and shape).
 use geosr::settings::Settings;
 use geosr::tile::TileBatch;
+use geosr_operator::{TileOperator, TileStage};
 
-/// The stage's name: in error messages and its tile-counts file (use it as the node id).
-const STAGE: &str = "sharpen";
+dora_operator_api::register_operator!(TileOperator<Stage>);
 
-/// What the stage does to one batch. `pixels` holds N·C·H·W normalised values (native value =
-/// pixel × band_scale + band_offset); `derived` keeps ids and geometry for a new pixel buffer.
-fn process(batch: TileBatch, config: &Config) -> eyre::Result<TileBatch> {
-    let (c, h, w) = (batch.bands, batch.height, batch.width);
-    let mut pixels = Vec::with_capacity(batch.pixels.len());
-    for tile in batch.pixels.chunks_exact(batch.tile_len()) {
-        let blurred = geosr::degrade::gaussian_blur(tile, c, h, w, config.sigma);
-        pixels.extend(
-            tile.iter()
-                .zip(&blurred)
-                .map(|(x, b)| x + config.amount * (x - b)),
-        );
-    }
-    Ok(batch.derived(c, h, w, pixels)?)
-}
-
-/// The stage's own settings, read once from its environment (the node's `env:` in the graph).
-/// geosr's shared settings (`Settings`) ignore names they do not know, so a stage may add its own.
-struct Config {
-    log_dir: std::path::PathBuf,
+/// The stage and its own settings, read once from its environment (the node's `env:` in the
+/// graph). geosr's shared settings ignore names they do not know, so a stage may add its own.
+pub struct Stage {
     /// `SHARPEN_AMOUNT` (default 0.5): how much of the detail layer is added back.
     amount: f32,
     /// `SHARPEN_SIGMA` (default 1.0 pixel): the blur that defines the detail layer.
     sigma: f64,
 }
 
-impl Config {
-    fn from_env() -> eyre::Result<Self> {
-        let shared = Settings::from_env().map_err(|e| eyre::eyre!("{STAGE}: {e}"))?;
+impl TileStage for Stage {
+    /// Its name in messages and its tile-counts file: use it as the node id in graphs.
+    const STAGE: &'static str = "sharpen";
+
+    fn from_env() -> eyre::Result<(Self, std::path::PathBuf)> {
+        let shared = Settings::from_env()?;
         let var = |name: &str, default: f64| -> eyre::Result<f64> {
             match std::env::var(name) {
                 Ok(v) => v
                     .parse()
-                    .map_err(|_| eyre::eyre!("{STAGE}: {name}=`{v}` is not a number")),
+                    .map_err(|_| eyre::eyre!("{name}=`{v}` is not a number")),
                 Err(_) => Ok(default),
             }
         };
-        Ok(Config {
-            log_dir: shared.log_dir,
+        let stage = Stage {
             amount: var("SHARPEN_AMOUNT", 0.5)? as f32,
             sigma: var("SHARPEN_SIGMA", 1.0)?,
-        })
+        };
+        Ok((stage, shared.log_dir))
     }
-}
 
-register_operator!(Stage);
-
-#[derive(Default)]
-struct Stage {
-    config: Option<Config>,
-    counts: TileCounts,
-}
-
-impl Stage {
-    fn input(
+    fn on_batch(
         &mut self,
-        id: &str,
-        array: &dyn dora_operator_api::arrow_v59::array::Array,
-        out: &mut DoraOutputSender,
-    ) -> eyre::Result<()> {
-        if self.config.is_none() {
-            self.config = Some(Config::from_env()?);
-            self.counts = TileCounts::new(STAGE);
-        }
-        let config = self.config.as_ref().expect("just set");
-        let (output, reply) =
-            geosr::stage::map_arrow(STAGE, id, array, &mut self.counts, |_, batch| {
-                Ok(("sr".into(), process(batch, config)?))
-            })?;
-        out.send(&output, reply)
-            .map_err(|e| eyre::eyre!("{STAGE}: {e}"))
+        _input: &str,
+        batch: TileBatch,
+    ) -> eyre::Result<Vec<(String, TileBatch)>> {
+        Ok(vec![("sr".into(), process(&batch, self)?)])
     }
 }
 
-impl DoraOperator for Stage {
-    fn on_event(
-        &mut self,
-        event: &Event,
-        out: &mut DoraOutputSender,
-    ) -> Result<DoraStatus, String> {
-        match event {
-            Event::Input { id, data, .. } => {
-                self.input(id, data.as_array().as_ref(), out)
-                    .map_err(|e| e.to_string())?;
-                Ok(DoraStatus::Continue)
-            }
-            Event::InputParseError { id, error } => Err(format!("{STAGE}: input `{id}`: {error}")),
-            Event::Stop => Ok(DoraStatus::Stop),
-            _ => Ok(DoraStatus::Continue),
-        }
+/// What the stage does to one batch. `pixels` holds N·C·H·W normalised values (native value =
+/// pixel × band_scale + band_offset); `derived` keeps ids and geometry for a new pixel buffer.
+fn process(batch: &TileBatch, stage: &Stage) -> eyre::Result<TileBatch> {
+    let (c, h, w) = (batch.bands, batch.height, batch.width);
+    let mut pixels = Vec::with_capacity(batch.pixels.len());
+    for tile in batch.pixels.chunks_exact(batch.tile_len()) {
+        let blurred = geosr::degrade::gaussian_blur(tile, c, h, w, stage.sigma);
+        pixels.extend(
+            tile.iter()
+                .zip(&blurred)
+                .map(|(x, b)| x + stage.amount * (x - b)),
+        );
     }
-}
-
-/// Tile counts for `geosr summary --graph`: written when the runtime drops the operator.
-impl Drop for Stage {
-    fn drop(&mut self) {
-        if let Some(c) = &self.config {
-            if let Err(e) = self.counts.write(&c.log_dir) {
-                eprintln!("{STAGE}: writing tile counts: {e}");
-            }
-        }
-    }
+    Ok(batch.derived(c, h, w, pixels)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The core library's example batch goes through the stage with its geometry intact.
+    /// The core library's example batch goes through the stage with its geometry intact, and
+    /// through the Arrow round trip every message takes.
     #[test]
     fn keeps_ids_geometry_and_shape() {
-        let config = Config {
-            log_dir: std::env::temp_dir(),
+        let mut stage = Stage {
             amount: 0.5,
             sigma: 1.0,
         };
         let batch = TileBatch::example(2, 3, 8, 8);
-        let out = process(batch.clone(), &config).unwrap();
-        assert_eq!(
-            (out.batch_id, out.tiles.clone()),
-            (batch.batch_id, batch.tiles.clone())
-        );
+        let replies = stage.on_batch("sr", batch.clone()).unwrap();
+        let (output, out) = &replies[0];
+        assert_eq!(output, "sr");
+        assert_eq!((out.batch_id, &out.tiles), (batch.batch_id, &batch.tiles));
         assert_eq!(out.pixels.len(), batch.pixels.len());
+        let back = TileBatch::from_arrow(out.to_arrow().unwrap().as_ref()).unwrap();
+        assert_eq!(&back, out);
         // a constant tile has no detail to sharpen
         let flat = batch.derived(3, 8, 8, vec![0.25; 2 * 3 * 64]).unwrap();
-        let same = process(flat.clone(), &config).unwrap();
+        let same = process(&flat, &stage).unwrap();
         assert!(same.pixels.iter().all(|v| (v - 0.25).abs() < 1e-6));
-        // and it survives the Arrow round trip every message takes
-        let back = TileBatch::from_arrow(out.to_arrow().unwrap().as_ref()).unwrap();
-        assert_eq!(back, out);
     }
 }
