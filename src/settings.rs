@@ -437,6 +437,15 @@ impl Settings {
         Ok(())
     }
 
+    /// `creation_options` as a list (`TILED=YES,COMPRESS=DEFLATE` → two entries).
+    pub fn creation_option_list(&self) -> Vec<String> {
+        self.creation_options
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
     /// HR chip step.
     pub fn stride(&self) -> u32 {
         self.stride.unwrap_or(self.chip_size)

@@ -283,12 +283,7 @@ fn main() -> eyre::Result<()> {
         has_lr: inputs.iter().any(|i| i == "lr"),
         has_vgg: inputs.iter().any(|i| i == "vgg"),
         opts: MosaicOptions {
-            creation_options: settings
-                .creation_options
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
+            creation_options: settings.creation_option_list(),
             format: "GTiff".into(),
             // Tiles are on the HR grid here, so the overlap is in HR pixels.
             overlap: settings.overlap * card.downsample_factor,

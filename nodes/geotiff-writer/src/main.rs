@@ -19,12 +19,7 @@ fn main() -> eyre::Result<()> {
         )
     })?;
     let opts = MosaicOptions {
-        creation_options: settings
-            .creation_options
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
+        creation_options: settings.creation_option_list(),
         format: settings.output_format.clone(),
         overlap: settings.overlap,
     };

@@ -84,11 +84,9 @@ fn main() -> eyre::Result<()> {
 }
 
 /// Evaluation mode: answers request `i` with batch `i` of overlapping HR tiles on `hr`, cut so
-/// that, once degraded by the model's factor, they have the size and overlap of the LR tiles inference uses.
+/// that, once degraded by the model's factor, they have the size and overlap of the LR tiles
+/// inference uses.
 fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
-    geosr::stage::pin_mmap_threshold();
-    geosr::stage::init("tile-ingest", &settings.log_dir);
-    let (mut node, mut events) = DoraNode::init_from_env()?;
     let dir = settings.model.as_ref().ok_or_else(|| {
         eyre::eyre!(
             "tile-ingest: evaluation needs GEOSR_MODEL, the run directory of a trained model"
@@ -112,28 +110,11 @@ fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
         batches = plan.batches(),
         "evaluation tiles planned"
     );
-    let mut counts = TileCounts::new("tile-ingest");
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } if id.as_str() == "request" => {
-                let req = Request::from_arrow(data.as_array().as_ref())?;
-                counts.count_in("request", 1);
-                let batch = plan.batch(req.index as usize)?;
-                counts.count_out("hr", send_batch(&mut node, "hr", batch)?);
-            }
-            Event::InputClosed { .. } | Event::Stop(_) => break,
-            _ => {}
-        }
-    }
-    counts.write(&settings.log_dir)?;
-    Ok(())
+    serve_by_index(settings, "hr", |i| plan.batch(i))
 }
 
 /// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`.
 fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
-    geosr::stage::pin_mmap_threshold();
-    geosr::stage::init("tile-ingest", &settings.log_dir);
-    let (mut node, mut events) = DoraNode::init_from_env()?;
     let card = match &settings.model {
         Some(dir) => Some(
             geosr::checkpoint::load_checkpoint(dir)
@@ -158,14 +139,27 @@ fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
         batches = plan.batches(),
         "inference tiles planned"
     );
+    serve_by_index(settings, "lr", |i| plan.batch(i))
+}
+
+/// The request loop of the inference and evaluation modes: request `i` → `batch(i)` on `output`.
+/// The plan is made before the node connects, so a bad input fails with its own message first.
+fn serve_by_index(
+    settings: &Settings,
+    output: &str,
+    batch: impl Fn(usize) -> geosr::Result<geosr::tile::TileBatch>,
+) -> eyre::Result<()> {
+    geosr::stage::pin_mmap_threshold();
+    geosr::stage::init("tile-ingest", &settings.log_dir);
+    let (mut node, mut events) = DoraNode::init_from_env()?;
     let mut counts = TileCounts::new("tile-ingest");
     while let Some(event) = events.recv() {
         match event {
             Event::Input { id, data, .. } if id.as_str() == "request" => {
                 let req = Request::from_arrow(data.as_array().as_ref())?;
                 counts.count_in("request", 1);
-                let batch = plan.batch(req.index as usize)?;
-                counts.count_out("lr", send_batch(&mut node, "lr", batch)?);
+                let b = batch(req.index as usize)?;
+                counts.count_out(output, send_batch(&mut node, output, b)?);
             }
             Event::InputClosed { .. } | Event::Stop(_) => break,
             _ => {}
