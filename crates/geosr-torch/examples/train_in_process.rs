@@ -11,6 +11,7 @@ use geosr_torch::loss::PerceptualLoss;
 use geosr_torch::SettingsTorch;
 
 fn main() -> eyre::Result<()> {
+    geosr::stage::keep_freed_memory(); // as the training stages do
     let settings = Settings::from_env()?;
     settings.apply_threads();
     let loss = PerceptualLoss::new(&settings, settings.torch_device()?)?;

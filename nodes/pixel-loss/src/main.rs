@@ -5,6 +5,7 @@ use geosr_torch::loss::PixelLoss;
 use geosr_torch::SettingsTorch;
 
 fn main() -> eyre::Result<()> {
+    geosr::stage::keep_freed_memory();
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
     settings
         .check_run_dir()

@@ -65,6 +65,7 @@ struct Run {
 }
 
 fn main() -> eyre::Result<()> {
+    geosr::stage::keep_freed_memory();
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("unet-train: {e}"))?;
     settings
         .check_run_dir()

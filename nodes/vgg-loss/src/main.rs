@@ -9,6 +9,7 @@ use geosr_torch::loss_stage::{run_loss_stage, run_scoring_stage, scored_methods}
 use geosr_torch::SettingsTorch;
 
 fn main() -> eyre::Result<()> {
+    geosr::stage::keep_freed_memory();
     let settings = Settings::from_env().map_err(|e| eyre::eyre!("vgg-loss: {e}"))?;
     let node = DoraNode::init_from_env()?;
     let scoring = !scored_methods(&node.0).is_empty();

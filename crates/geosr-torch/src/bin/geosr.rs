@@ -76,6 +76,8 @@ fn main() -> eyre::Result<()> {
             }
         }
         Some("bench") if args.len() <= 2 => {
+            // the single-process baseline allocates as the training stages do
+            geosr::stage::keep_freed_memory();
             let steps: u32 = match args.get(1) {
                 Some(v) => v
                     .parse()
