@@ -61,6 +61,11 @@ fn dora(args: &[&str]) -> std::process::Output {
 
 /// Runs `dora start <graph> --attach` with a settings file; returns success and all output.
 fn run_graph(graph: &str, settings: &Path) -> (bool, String) {
+    run_graph_with(graph, settings, &[], 300)
+}
+
+/// [`run_graph`] with more `dora start` arguments and a time limit, after which the run fails.
+fn run_graph_with(graph: &str, settings: &Path, extra: &[&str], limit_s: u64) -> (bool, String) {
     let path = format!(
         "{}:{}",
         root().join(".venv/bin").display(),
@@ -68,7 +73,9 @@ fn run_graph(graph: &str, settings: &Path) -> (bool, String) {
     );
     let log = settings.with_extension("log");
     let mut child = Command::new(dora_bin())
-        .args(["start", graph, "--attach", "--env"])
+        .args(["start", graph, "--attach"])
+        .args(extra)
+        .arg("--env")
         .arg(format!("GEOSR_SETTINGS={}", settings.display()))
         .current_dir(root())
         .env("PATH", path)
@@ -79,7 +86,7 @@ fn run_graph(graph: &str, settings: &Path) -> (bool, String) {
         ))
         .spawn()
         .expect("dora start runs");
-    let deadline = Instant::now() + Duration::from_secs(300);
+    let deadline = Instant::now() + Duration::from_secs(limit_s);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
@@ -87,7 +94,7 @@ fn run_graph(graph: &str, settings: &Path) -> (bool, String) {
         if Instant::now() > deadline {
             let _ = child.kill();
             panic!(
-                "{graph} did not finish within 300 s; log: {}",
+                "{graph} did not finish within {limit_s} s; log: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             );
         }
@@ -706,39 +713,13 @@ fn training_spans_two_daemons() {
         "two",
         &tiny(&scene, &run, "steps: 4\nval_every: 2\n"),
     );
-    let log = dir.path().join("two.log");
-    let mut child = Command::new(dora_bin())
-        .args([
-            "start",
-            "graphs/train-two-machines.yml",
-            "--coordinator-port",
-            port,
-            "--attach",
-            "--env",
-        ])
-        .arg(format!("GEOSR_SETTINGS={}", s.display()))
-        .current_dir(root())
-        .env("PATH", &path)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "the two-daemon run stalled for 120 s; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(status.success(), "two-daemon training failed:\n{text}");
+    let (ok, text) = run_graph_with(
+        "graphs/train-two-machines.yml",
+        &s,
+        &["--coordinator-port", port],
+        120,
+    );
+    assert!(ok, "two-daemon training failed:\n{text}");
     for (node, machine) in [
         ("tile-ingest", "cpu"),
         ("unet-train", "gpu"),
