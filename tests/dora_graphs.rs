@@ -259,6 +259,8 @@ fn training_graphs_through_a_real_daemon() {
     let rasters = report["rasters"].as_array().unwrap();
     assert_eq!(rasters.len(), 2);
     assert_eq!(report["factor"], 2);
+    // scored at the layers the model was trained with (relu1_2), not the default relu2_2
+    assert_eq!(report["vgg_metric"], "vgg_relu1_2");
     for (r, (w, h)) in rasters.iter().zip([(160, 128), (w2, h2)]) {
         let methods = r["methods"].as_object().unwrap();
         let names: Vec<&str> = methods.keys().map(String::as_str).collect();

@@ -384,7 +384,7 @@ fn main() -> eyre::Result<()> {
         factor: card.downsample_factor,
         degradation: serde_json::to_value(&card.degradation)?,
         border: card.downsample_factor as usize,
-        metric_notes: "PSNR and SSIM per band on native values, data range = max − min of the HR band's compared pixels, nodata and a border of `factor` pixels left out; SSIM: 11×11 Gaussian window (σ 1.5), as scikit-image with gaussian_weights=True. VGG distance: mean squared VGG-16 feature difference at the `vgg_layers` of this graph's vgg-loss stage (see `vgg_metric`), over tiles without nodata; its scale depends on the model's normalisation, so compare methods within one report. Method `nearest` is the LR itself, enlarged. Identical images have an infinite PSNR, written as null in JSON.".into(),
+        metric_notes: "PSNR and SSIM per band on native values, data range = max − min of the HR band's compared pixels, nodata and a border of `factor` pixels left out; SSIM: 11×11 Gaussian window (σ 1.5), as scikit-image with gaussian_weights=True. VGG distance: mean squared VGG-16 feature difference at the layers the model was trained with (its vgg-loss stage; else the `vgg_layers` setting; see `vgg_metric`), over tiles without nodata; its scale depends on the model's normalisation, so compare methods within one report. Method `nearest` is the LR itself, enlarged. Identical images have an infinite PSNR, written as null in JSON.".into(),
         overall: geosr::evaluate::overall(&ev.done),
         vgg_metric: ev.vgg_metric.clone(),
         rasters: ev.done,

@@ -10,7 +10,7 @@ use geosr_torch::SettingsTorch;
 
 fn main() -> eyre::Result<()> {
     geosr::stage::keep_freed_memory();
-    let settings = Settings::from_env().map_err(|e| eyre::eyre!("vgg-loss: {e}"))?;
+    let mut settings = Settings::from_env().map_err(|e| eyre::eyre!("vgg-loss: {e}"))?;
     let node = DoraNode::init_from_env()?;
     let scoring = !scored_methods(&node.0).is_empty();
     // Training writes into the run directory (never a finished one); evaluation only logs.
@@ -23,6 +23,13 @@ fn main() -> eyre::Result<()> {
         settings.run_dir.clone()
     };
     geosr::stage::init("vgg-loss", &log_dir);
+    if scoring {
+        // Score at the layers the model was trained with, when it was trained with this loss.
+        if let Some(layers) = trained_layers(&settings)? {
+            settings.vgg_layers = layers;
+        }
+        tracing::info!(vgg_layers = %settings.vgg_layers, "scoring layers");
+    }
     settings.apply_threads();
     let device = settings.torch_device()?;
     let loss = PerceptualLoss::new(&settings, device).map_err(|e| eyre::eyre!("vgg-loss: {e}"))?;
@@ -31,4 +38,20 @@ fn main() -> eyre::Result<()> {
     } else {
         run_loss_stage(node, "vgg-loss", &loss, &log_dir, device)
     }
+}
+
+/// The `vgg_layers` recorded in the model card of `model` for its vgg-loss stage, if any.
+fn trained_layers(settings: &Settings) -> eyre::Result<Option<String>> {
+    let Some(dir) = &settings.model else {
+        return Ok(None);
+    };
+    let card = geosr::checkpoint::load_checkpoint(dir)
+        .map_err(|e| eyre::eyre!("vgg-loss: {e}"))?
+        .card;
+    Ok(card
+        .losses
+        .iter()
+        .find(|l| l["stage"] == "vgg-loss")
+        .and_then(|l| l["description"]["vgg_layers"].as_str())
+        .map(str::to_owned))
 }
