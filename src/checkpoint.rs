@@ -16,9 +16,11 @@
 //! ```
 //!
 //! Checkpoints are written into a hidden temporary folder and renamed into place, so a
-//! `checkpoints/step-*` folder is complete or absent. The top-level files are each written to a
-//! temporary name and renamed, weights first and card last; the card names the SHA-256 of its
-//! weights so a mismatch is detected on load.
+//! `checkpoints/step-*` folder is complete or absent. The top-level files are then each written
+//! to a temporary name and renamed, weights first and card last; the card names the SHA-256 of
+//! its weights and optimiser state, so a mismatch is detected on load, and [`latest_checkpoint`]
+//! falls back to the step folder. See [`write_checkpoint`].
+use crate::atomic::PendingFile;
 use crate::chips::Normalisation;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
@@ -69,24 +71,10 @@ pub struct ModelCard {
     pub epoch: u32,
     pub device: String,
     pub weights_sha256: String,
+    /// SHA-256 of `optimizer.safetensors` (empty in cards written before it was recorded).
+    #[serde(default)]
+    pub optimizer_sha256: String,
     pub written_unix_s: u64,
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tmp = temp_sibling(path);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// SHA-256 of a file, hex.
@@ -95,9 +83,17 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
+/// The files of a checkpoint, in the order they are put in place (the card last).
+const CHECKPOINT_FILES: [&str; 3] = ["model.safetensors", "optimizer.safetensors", "model.json"];
+
 /// Writes a checkpoint (weights, optimiser state, card) as the run directory's top-level model
 /// and, with `keep_step_folder`, as `checkpoints/step-NNNNNN` too. Returns where it was kept.
 /// `save_weights` and `save_optimizer` write to the paths given.
+///
+/// The step folder is complete on disk before the top-level files are touched, and the top-level
+/// files are all written and synced before the first is renamed; a process killed in between
+/// leaves the step folder, which [`latest_checkpoint`] then finds. A write that fails (a full
+/// disk) changes nothing at the top level.
 pub fn write_checkpoint(
     run_dir: &Path,
     card: &mut ModelCard,
@@ -105,17 +101,17 @@ pub fn write_checkpoint(
     save_optimizer: impl Fn(&Path) -> Result<()>,
     keep_step_folder: bool,
 ) -> Result<PathBuf> {
-    let ckpts = run_dir.join("checkpoints");
-    std::fs::create_dir_all(&ckpts).map_err(|e| Error::io(&ckpts, e))?;
-    let name = format!("step-{:06}", card.step);
-    let tmp = ckpts.join(format!(".{name}.{}.tmp", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
+    let dest = run_dir
+        .join("checkpoints")
+        .join(format!("step-{:06}", card.step));
+    let existed = dest.is_dir();
+    let folder = PendingFile::new(&dest, "")?;
+    let tmp = folder.path().to_path_buf();
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     save_weights(&tmp.join("model.safetensors"))?;
     save_optimizer(&tmp.join("optimizer.safetensors"))?;
     card.weights_sha256 = sha256_file(&tmp.join("model.safetensors"))?;
+    card.optimizer_sha256 = sha256_file(&tmp.join("optimizer.safetensors"))?;
     card.written_unix_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -123,21 +119,22 @@ pub fn write_checkpoint(
     let card_json = serde_json::to_vec_pretty(card).expect("card serialises");
     std::fs::write(tmp.join("model.json"), &card_json)
         .map_err(|e| Error::io(tmp.join("model.json"), e))?;
+    let folder = folder.commit()?;
 
-    // Top level: same bytes, each file renamed into place, card last.
-    for file in ["model.safetensors", "optimizer.safetensors", "model.json"] {
-        let bytes = std::fs::read(tmp.join(file)).map_err(|e| Error::io(tmp.join(file), e))?;
-        write_atomic(&run_dir.join(file), &bytes)?;
+    // Top level: every file written and synced first, then renamed, card last.
+    let mut pending = Vec::new();
+    for file in CHECKPOINT_FILES {
+        let p = PendingFile::new(&run_dir.join(file), "")?;
+        std::fs::copy(folder.join(file), p.path()).map_err(|e| Error::io(run_dir.join(file), e))?;
+        pending.push(p);
     }
-    let dest = ckpts.join(&name);
-    if keep_step_folder {
-        if dest.exists() {
-            std::fs::remove_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
-        }
-        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-        Ok(dest)
+    for p in pending {
+        p.commit()?;
+    }
+    if keep_step_folder || existed {
+        Ok(folder)
     } else {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
         Ok(run_dir.to_path_buf())
     }
 }
@@ -170,10 +167,53 @@ pub fn load_checkpoint(dir: &Path) -> Result<LoadedCheckpoint> {
             "SHA-256 differs from the one in model.json (a half-written or foreign file)",
         ));
     }
+    let optimizer = dir.join("optimizer.safetensors");
+    if !card.optimizer_sha256.is_empty() && optimizer.is_file() {
+        if sha256_file(&optimizer)? != card.optimizer_sha256 {
+            return Err(Error::checkpoint(
+                &optimizer,
+                "SHA-256 differs from the one in model.json (a half-written or foreign file)",
+            ));
+        }
+    }
     Ok(LoadedCheckpoint {
         dir: dir.to_path_buf(),
         card,
-        optimizer: dir.join("optimizer.safetensors"),
+        optimizer,
         weights,
     })
+}
+
+/// The checkpoint to resume from in `dir`: a checkpoint folder as it is, or for a run directory
+/// the complete checkpoint with the highest step among its top-level model and its
+/// `checkpoints/step-*` folders. A top-level model left inconsistent by a process killed while
+/// writing it is passed over for the step folder written just before.
+pub fn latest_checkpoint(dir: &Path) -> Result<LoadedCheckpoint> {
+    let top = load_checkpoint(dir);
+    let mut best: Option<LoadedCheckpoint> = None;
+    let steps = std::fs::read_dir(dir.join("checkpoints"))
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    for p in steps {
+        let is_step = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("step-"));
+        if !is_step {
+            continue;
+        }
+        if let Ok(c) = load_checkpoint(&p) {
+            if best.as_ref().is_none_or(|b| c.card.step > b.card.step) {
+                best = Some(c);
+            }
+        }
+    }
+    match (top, best) {
+        (Ok(t), Some(b)) if b.card.step > t.card.step => Ok(b),
+        (Ok(t), _) => Ok(t),
+        (Err(_), Some(b)) => {
+            tracing::warn!(dir = %dir.display(), from = %b.dir.display(), "the top-level model is incomplete; resuming from the last complete checkpoint folder");
+            Ok(b)
+        }
+        (Err(e), None) => Err(e),
+    }
 }

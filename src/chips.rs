@@ -107,11 +107,18 @@ pub struct ChipPlan {
     batch: usize,
     seed: u64,
     augment: bool,
-    epoch: u32,
-    cursor: usize,
-    order: Vec<usize>,
-    next_batch_id: u64,
+    /// The epoch whose shuffled order is held, and that order.
+    shuffled: Option<(u32, Vec<usize>)>,
+    /// Training batch number that [`ChipPlan::next_train`] serves next.
+    next_train: u64,
+    /// Validation batches served so far (they get ids above [`VAL_BATCH_IDS`]).
+    val_served: u64,
 }
+
+/// Validation batches get ids from here on, training batch `k` gets id `k`: ids stay unique
+/// within a run, and a training batch's id (which seeds its augmentation and any noise of the
+/// degradation) does not depend on when validation ran.
+pub const VAL_BATCH_IDS: u64 = 1 << 62;
 
 impl ChipPlan {
     /// Opens the input rasters and plans chips as `settings` say.
@@ -207,7 +214,7 @@ impl ChipPlan {
             0
         };
         let val = kept.split_off(kept.len() - n_val);
-        let mut plan = ChipPlan {
+        let plan = ChipPlan {
             sources,
             lr_sources,
             nodata,
@@ -221,12 +228,10 @@ impl ChipPlan {
             batch: settings.batch_size as usize,
             seed: settings.seed,
             augment: settings.augment,
-            epoch: 0,
-            cursor: 0,
-            order: Vec::new(),
-            next_batch_id: 0,
+            shuffled: None,
+            next_train: 0,
+            val_served: 0,
         };
-        plan.reshuffle();
         Ok(plan)
     }
 
@@ -255,29 +260,48 @@ impl ChipPlan {
         self.val.len().div_ceil(self.batch)
     }
 
-    fn reshuffle(&mut self) {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(
-            self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(self.epoch as u64 + 1)),
-        );
-        self.order = (0..self.train.len()).collect();
-        self.order.shuffle(&mut rng);
-        self.cursor = 0;
+    /// The chip order of `epoch`: every training chip once, shuffled by the seed and the epoch.
+    fn epoch_order(&mut self, epoch: u32) -> &[usize] {
+        if self.shuffled.as_ref().is_none_or(|(e, _)| *e != epoch) {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(
+                self.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(epoch as u64 + 1)),
+            );
+            let mut order: Vec<usize> = (0..self.train.len()).collect();
+            order.shuffle(&mut rng);
+            self.shuffled = Some((epoch, order));
+        }
+        &self.shuffled.as_ref().expect("just set").1
     }
 
-    /// The next training batch (HR, and LR when paired), moving through epochs.
-    pub fn next_train(&mut self) -> Result<(TileBatch, Option<TileBatch>)> {
+    /// Training batch `k` of the run (HR, and LR when paired): batch `k mod batches-per-epoch`
+    /// of epoch `k / batches-per-epoch`. The same `k` always gives the same tiles, so a resumed
+    /// run continues exactly where its checkpoint left off.
+    pub fn train_batch(&mut self, k: u64) -> Result<(TileBatch, Option<TileBatch>)> {
+        let per_epoch = self.train_batches() as u64;
+        let (epoch, index) = (k / per_epoch, k % per_epoch);
+        let epoch = u32::try_from(epoch).map_err(|_| {
+            Error::Contract(format!(
+                "training batch {k} asked for: past any epoch count"
+            ))
+        })?;
         let per = self.batch.min(self.train.len());
-        if self.cursor + per > self.order.len() {
-            self.epoch += 1;
-            self.reshuffle();
-        }
-        let chips: Vec<Chip> = self.order[self.cursor..self.cursor + per]
-            .iter()
-            .map(|&i| self.train[i])
-            .collect();
-        let index = (self.cursor / per) as u32;
-        self.cursor += per;
-        self.read(&chips, Split::Train, index, self.train_batches() as u32)
+        let start = index as usize * per;
+        let picked = self.epoch_order(epoch)[start..start + per].to_vec();
+        let chips: Vec<Chip> = picked.into_iter().map(|i| self.train[i]).collect();
+        let of = per_epoch as u32;
+        let hr = self.read_side(&chips, Split::Train, epoch, index as u32, of, k, false)?;
+        let lr = match self.paired() {
+            true => Some(self.read_side(&chips, Split::Train, epoch, index as u32, of, k, true)?),
+            false => None,
+        };
+        Ok((hr, lr))
+    }
+
+    /// The next training batch, counting from batch 0 (for loops that train in one process).
+    pub fn next_train(&mut self) -> Result<(TileBatch, Option<TileBatch>)> {
+        let k = self.next_train;
+        self.next_train += 1;
+        self.train_batch(k)
     }
 
     /// Validation batch `index` (HR, and LR when paired).
@@ -290,36 +314,24 @@ impl ChipPlan {
             )));
         }
         let chips = self.val[start..(start + self.batch).min(self.val.len())].to_vec();
-        self.read(&chips, Split::Val, index as u32, self.val_batches() as u32)
-    }
-
-    /// The epoch the next training batch belongs to.
-    pub fn epoch(&self) -> u32 {
-        self.epoch
-    }
-
-    fn read(
-        &mut self,
-        chips: &[Chip],
-        split: Split,
-        index: u32,
-        of: u32,
-    ) -> Result<(TileBatch, Option<TileBatch>)> {
-        let id = self.next_batch_id;
-        self.next_batch_id += 1;
-        let hr = self.read_side(chips, split, index, of, id, false)?;
-        let lr = if self.paired() {
-            Some(self.read_side(chips, split, index, of, id, true)?)
-        } else {
-            None
+        let id = VAL_BATCH_IDS + self.val_served;
+        self.val_served += 1;
+        let of = self.val_batches() as u32;
+        let hr = self.read_side(&chips, Split::Val, 0, index as u32, of, id, false)?;
+        let lr = match self.paired() {
+            true => Some(self.read_side(&chips, Split::Val, 0, index as u32, of, id, true)?),
+            false => None,
         };
         Ok((hr, lr))
     }
 
+    // The batch's whole header is the argument list; a struct for it would be used here only.
+    #[allow(clippy::too_many_arguments)]
     fn read_side(
         &self,
         chips: &[Chip],
         split: Split,
+        epoch: u32,
         index: u32,
         of: u32,
         id: u64,
@@ -378,7 +390,7 @@ impl ChipPlan {
         }
         Ok(TileBatch {
             batch_id: id,
-            epoch: self.epoch,
+            epoch,
             split,
             index_in_split: index,
             batches_in_split: of,

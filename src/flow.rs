@@ -6,9 +6,15 @@
 //! per request. A consumer keeps at most `prefetch` requests outstanding, so queues never
 //! fill and no tile is dropped.
 //!
-//! A request is an Arrow `StructArray` with one row: `split` (Utf8: `train` or `val`) and
-//! `index` (UInt64: which validation batch; ignored for `train`, where the producer hands out
-//! its next shuffled batch).
+//! A request is an Arrow `StructArray` with one row: `split` (Utf8: `train`, `val` or `infer`)
+//! and `index` (UInt64: which batch of that split; for `train`, the batch's number counted from
+//! the first step of the run, so a resumed run asks for exactly the batches an uninterrupted one
+//! would have seen).
+//!
+//! Replies may arrive in another order than they were asked for: dora 1.1 sends a large message
+//! over its daemon instead of shared memory when the sender's shared-memory pool is full, and a
+//! message on that path can be overtaken by the next one. [`CreditWindow`] keeps the requests
+//! outstanding and hands the replies back in index order.
 use crate::error::{Error, Result};
 use crate::tile::Split;
 use arrow::array::{Array, ArrayRef, AsArray, StringArray, StructArray, UInt64Array};
@@ -23,10 +29,11 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn train() -> Self {
+    /// Training batch `index`, counted from the run's first step.
+    pub fn train(index: u64) -> Self {
         Request {
             split: Split::Train,
-            index: 0,
+            index,
         }
     }
     pub fn val(index: u64) -> Self {
@@ -89,6 +96,110 @@ impl Request {
     }
 }
 
+/// The requesting side of the credit flow: asks for batches `0..total` by index with at most
+/// `credit` of them outstanding, and hands the replies back in index order whatever order they
+/// arrive in. The first request is for index 0 alone; its reply tells how many batches there are.
+///
+/// ```
+/// use geosr::flow::CreditWindow;
+/// let mut w = CreditWindow::new(2);
+/// assert_eq!(w.to_request(), vec![0]);
+/// w.receive(0, 3, "a").unwrap();
+/// assert_eq!(w.to_request(), vec![1, 2]);
+/// w.receive(2, 3, "c").unwrap(); // overtook batch 1
+/// assert_eq!(w.next_ready(), Some("a"));
+/// assert_eq!(w.next_ready(), None);
+/// w.receive(1, 3, "b").unwrap();
+/// assert_eq!((w.next_ready(), w.next_ready()), (Some("b"), Some("c")));
+/// assert!(w.done());
+/// ```
+#[derive(Debug)]
+pub struct CreditWindow<T> {
+    credit: u64,
+    total: Option<u64>,
+    requested: u64,
+    delivered: u64,
+    held: std::collections::BTreeMap<u64, T>,
+}
+
+impl<T> CreditWindow<T> {
+    /// A window of `credit` requests in flight (at least one).
+    pub fn new(credit: u64) -> Self {
+        CreditWindow {
+            credit: credit.max(1),
+            total: None,
+            requested: 0,
+            delivered: 0,
+            held: Default::default(),
+        }
+    }
+
+    /// The indices to ask for now; they count as requested from here on.
+    pub fn to_request(&mut self) -> Vec<u64> {
+        let end = match self.total {
+            None if self.requested == 0 => 1,
+            None => self.requested,
+            Some(n) => n.min(self.delivered + self.credit),
+        };
+        let out: Vec<u64> = (self.requested..end.max(self.requested)).collect();
+        self.requested = self.requested.max(end);
+        out
+    }
+
+    /// Takes the reply to request `index`, of a split of `total` batches.
+    pub fn receive(&mut self, index: u64, total: u64, item: T) -> Result<()> {
+        if let Some(n) = self.total {
+            if n != total {
+                return Err(Error::Contract(format!(
+                    "batch {index} says its split has {total} batches, earlier ones said {n}"
+                )));
+            }
+        }
+        if index >= self.requested || index >= total {
+            return Err(Error::Contract(format!(
+                "batch {index} arrived, but only batches below {} were asked for",
+                self.requested.min(total)
+            )));
+        }
+        if index < self.delivered || self.held.contains_key(&index) {
+            return Err(Error::Contract(format!("batch {index} arrived twice")));
+        }
+        self.total = Some(total);
+        self.held.insert(index, item);
+        Ok(())
+    }
+
+    /// The next reply in index order, if it has arrived.
+    pub fn next_ready(&mut self) -> Option<T> {
+        let item = self.held.remove(&self.delivered)?;
+        self.delivered += 1;
+        Some(item)
+    }
+
+    /// Replies handed out so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Number of batches, once the first reply told.
+    pub fn total(&self) -> Option<u64> {
+        self.total
+    }
+
+    /// Every batch handed out.
+    pub fn done(&self) -> bool {
+        self.total == Some(self.delivered)
+    }
+
+    /// `delivered of total` for messages (`of ?` before the first reply).
+    pub fn progress(&self) -> String {
+        match self.total {
+            Some(n) => format!("{} of {n}", self.delivered),
+            None => format!("{} of ?", self.delivered),
+        }
+    }
+}
+
 /// Batches and tiles counted on each input and output of a stage, written to the run
 /// directory so the run summary can check every edge of the graph: what a producer sent on an
 /// output equals what each consumer received on the input wired to it.
@@ -121,7 +232,7 @@ impl TileCounts {
     /// Writes `counts/<stage>.json` under the run directory.
     pub fn write(&self, run_dir: &std::path::Path) -> Result<()> {
         let dir = run_dir.join("counts");
-        crate::checkpoint::write_atomic(
+        crate::atomic::write_atomic(
             &dir.join(format!("{}.json", self.stage)),
             serde_json::to_string_pretty(self)
                 .expect("counts serialise")
@@ -134,8 +245,33 @@ impl TileCounts {
 mod tests {
     use super::*;
     #[test]
+    fn credit_window_keeps_credit_and_refuses_strays() {
+        let mut w = CreditWindow::new(3);
+        assert_eq!(w.to_request(), vec![0]);
+        assert_eq!(
+            w.to_request(),
+            Vec::<u64>::new(),
+            "nothing more before the first reply"
+        );
+        w.receive(0, 10, 0).unwrap();
+        assert_eq!(w.next_ready(), Some(0));
+        assert_eq!(w.to_request(), vec![1, 2, 3]);
+        assert!(w.receive(5, 10, 5).is_err(), "never asked for");
+        assert!(w.receive(1, 11, 1).is_err(), "total changed");
+        w.receive(3, 10, 3).unwrap();
+        assert!(w.receive(3, 10, 3).is_err(), "twice");
+        assert_eq!(w.to_request(), Vec::<u64>::new(), "3 outstanding, credit 3");
+        w.receive(1, 10, 1).unwrap();
+        assert_eq!(w.next_ready(), Some(1));
+        assert_eq!(w.next_ready(), None, "2 still missing");
+        assert_eq!(w.to_request(), vec![4]);
+        assert!(w.receive(0, 10, 0).is_err(), "already delivered");
+        assert_eq!(w.progress(), "2 of 10");
+    }
+
+    #[test]
     fn request_round_trip() {
-        for r in [Request::train(), Request::val(12)] {
+        for r in [Request::train(4), Request::val(12)] {
             assert_eq!(Request::from_arrow(&r.to_arrow()).unwrap(), r);
         }
         assert!(Request::from_arrow(&UInt64Array::from(vec![1u64])).is_err());

@@ -9,6 +9,7 @@
 //! ([`stage`]) and logging ([`telemetry`]). The networks, losses, training and inference
 //! engines live in `geosr-torch` (crates/geosr-torch), used only by the stages that run a model.
 //! The stages under `nodes/` are thin shells over the two.
+pub mod atomic;
 pub mod check;
 pub mod checkpoint;
 pub mod chips;
@@ -16,8 +17,11 @@ pub mod degrade;
 pub mod error;
 pub mod evaluate;
 pub mod flow;
+pub mod gdal_errors;
 pub mod metrics;
+pub mod metrics_log;
 pub mod mosaic;
+pub mod node;
 pub mod pixel_loss;
 pub mod plot;
 pub mod raster;
@@ -29,5 +33,6 @@ pub mod summary;
 pub mod telemetry;
 pub mod tile;
 pub mod upscale;
+pub mod writer;
 
 pub use error::{Error, Result};

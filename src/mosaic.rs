@@ -4,9 +4,12 @@
 //! Tiles arrive in raster order. Weighted sums are kept only for the rows that a tile still to
 //! come can touch; rows above the current tile row are final and are written out, so memory
 //! grows with the output width times one tile row, not with the raster. The output goes to a
-//! temporary file beside the final path and is renamed into place only when complete; a failed
-//! run leaves nothing at the output path.
+//! temporary file beside the final path and is renamed into place only when complete (see
+//! [`crate::atomic`]); every GDAL failure while writing, flushing or closing is an error
+//! ([`crate::gdal_errors`]), and a failed run leaves nothing at the output path.
+use crate::atomic::PendingFile;
 use crate::error::{Error, Result};
+use crate::gdal_errors::{checked, Watch};
 use crate::raster::RasterSource;
 use crate::tile::TileBatch;
 use gdal::raster::{Buffer, RasterCreationOptions};
@@ -28,7 +31,8 @@ pub struct MosaicOptions {
 pub struct Mosaic {
     src: RasterSource,
     out: PathBuf,
-    tmp: PathBuf,
+    /// The temporary file being written; removed if the mosaic is dropped unfinished.
+    pending: Option<PendingFile>,
     ds: Option<Dataset>,
     opts: MosaicOptions,
     factor: usize,
@@ -58,14 +62,9 @@ impl Mosaic {
         let src = RasterSource::open(source, &[])?;
         let info = &src.info;
         let (width, height, bands) = (info.width * factor, info.height * factor, info.bands.len());
-        if let Some(dir) = out.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let name = out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = out.with_file_name(format!(".{name}.{}.tmp.tif", std::process::id()));
+        let pending = PendingFile::new(out, ".tif")?;
+        let tmp = pending.path().to_path_buf();
+        let watch = Watch::start();
         let driver = DriverManager::get_driver_by_name("GTiff").map_err(gdal_err(out))?;
         let mut co: Vec<String> = opts.creation_options.clone();
         // Rows are written band by band; with band-interleaved blocks each band's block row is
@@ -104,6 +103,7 @@ impl Mosaic {
                     .create_with_band_type_with_options::<f32, _>(&tmp, width, height, bands, &co),
             }
             .map_err(|e| Error::raster(out, format!("cannot create the output ({e})")))?;
+        watch.check(out, "creating the output")?;
         let mut ds = ds;
         let g = info.geotransform;
         let f = factor as f64;
@@ -143,7 +143,7 @@ impl Mosaic {
         Ok(Mosaic {
             src,
             out: out.to_path_buf(),
-            tmp,
+            pending: Some(pending),
             ds: Some(ds),
             opts,
             factor,
@@ -295,13 +295,10 @@ impl Mosaic {
                 }
             }
             let mut band = ds.rasterband(b + 1).map_err(gdal_err(&self.out))?;
-            band.write((0, self.lo as isize), (w, n), &mut Buffer::new((w, n), out))
-                .map_err(|e| {
-                    Error::raster(
-                        &self.out,
-                        format!("writing rows {}..{}: {e}", self.lo, self.lo + n),
-                    )
-                })?;
+            let doing = format!("writing rows {}..{}", self.lo, self.lo + n);
+            checked(&self.out, &doing, || {
+                band.write((0, self.lo as isize), (w, n), &mut Buffer::new((w, n), out))
+            })?;
         }
         // Drop the written rows from the buffers.
         let keep = self.rows - n;
@@ -315,7 +312,8 @@ impl Mosaic {
     }
 
     /// Writes the remaining rows, closes the file and renames it into place (through a COG
-    /// copy when asked). Returns the output path.
+    /// copy when asked). Returns the output path. Any GDAL failure while writing, flushing or
+    /// closing fails it, and nothing appears at the output path.
     pub fn finish(mut self) -> Result<PathBuf> {
         if self.lo + self.rows < self.height {
             return Err(Error::Contract(format!(
@@ -325,47 +323,38 @@ impl Mosaic {
             )));
         }
         self.flush_until(self.height)?;
-        let ds = self.ds.take().expect("open until finished");
-        let result = self.close(ds);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result
-    }
-
-    fn close(&mut self, ds: Dataset) -> Result<PathBuf> {
+        // Declared in this order so that on an early return the dataset closes before the
+        // temporary file is removed.
+        let pending = self.pending.take().expect("pending until finished");
+        let mut ds = self.ds.take().expect("open until finished");
+        checked(&self.out, "flushing the output", || ds.flush_cache())?;
+        let watch = Watch::start();
         if self.opts.format == "COG" {
-            let cog = DriverManager::get_driver_by_name("COG").map_err(gdal_err(&self.out))?;
+            // The COG is a copy of the finished intermediate, written atomically itself.
+            let cog = PendingFile::new(&self.out, ".cog.tif")?;
+            let driver = DriverManager::get_driver_by_name("COG").map_err(gdal_err(&self.out))?;
             let co = RasterCreationOptions::from_iter(
                 self.opts.creation_options.iter().map(String::as_str),
             );
-            let name = self
-                .out
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let cog_tmp = self
-                .out
-                .with_file_name(format!(".{name}.{}.cog.tmp.tif", std::process::id()));
-            let copied = ds.create_copy(&cog, &cog_tmp, &co).map(drop);
+            checked(&self.out, "writing the COG", || {
+                ds.create_copy(&driver, cog.path(), &co).map(drop)
+            })?;
             drop(ds);
-            let _ = std::fs::remove_file(&self.tmp);
-            self.tmp = cog_tmp;
-            copied.map_err(|e| Error::raster(&self.out, format!("COG copy: {e}")))?;
-        } else {
-            drop(ds); // closes and flushes the GeoTIFF
+            watch.check(&self.out, "closing the output")?;
+            drop(pending);
+            return cog.commit();
         }
-        std::fs::rename(&self.tmp, &self.out).map_err(|e| Error::io(&self.out, e))?;
-        Ok(self.out.clone())
+        drop(ds); // closes the GeoTIFF: its last blocks and directory are written here
+        watch.check(&self.out, "closing the output")?;
+        pending.commit()
     }
 }
 
 impl Drop for Mosaic {
-    /// An unfinished mosaic removes its temporary file: nothing half-written stays behind.
+    /// An unfinished mosaic closes its dataset before its temporary file is removed (the
+    /// [`PendingFile`] does that): nothing half-written stays behind.
     fn drop(&mut self) {
-        if self.ds.is_some() {
-            self.ds = None;
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.ds = None;
+        self.pending = None;
     }
 }

@@ -121,7 +121,7 @@ impl Canvas {
         }
     }
 
-    /// Writes the canvas as a PNG, through a temporary file renamed into place.
+    /// Writes the canvas as a PNG, atomically and checked (see [`crate::atomic`]).
     pub fn write_png(&self, path: &Path) -> Result<()> {
         use gdal::raster::{Buffer, RasterCreationOptions};
         use gdal::DriverManager;
@@ -141,26 +141,15 @@ impl Canvas {
                 )
                 .map_err(err)?;
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp.png", std::process::id()));
+        let pending = crate::atomic::PendingFile::new(path, ".png")?;
         let png = DriverManager::get_driver_by_name("PNG").map_err(err)?;
-        let copied = ds
-            .create_copy(&png, &tmp, &RasterCreationOptions::new())
-            .map(drop)
-            .map_err(err);
+        crate::gdal_errors::checked(path, "writing the PNG", || {
+            ds.create_copy(&png, pending.path(), &RasterCreationOptions::new())
+                .map(drop)
+        })?;
         // GDAL writes a side-car .aux.xml for some drivers; a PNG of plain RGB needs none.
-        let _ = std::fs::remove_file(tmp.with_extension("png.aux.xml"));
-        if let Err(e) = copied {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+        let _ = std::fs::remove_file(pending.path().with_extension("png.aux.xml"));
+        pending.commit().map(drop)
     }
 }
 

@@ -70,22 +70,10 @@ pub struct RasterSource {
     dataset: Dataset,
 }
 
-/// GDAL's block cache defaults to 5% of RAM per process; with tiled, compressed output that
-/// many dirty blocks pile up in the writer. Stages keep it at 64 MiB unless `GDAL_CACHEMAX` is
-/// set in the environment.
-fn limit_gdal_cache() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("GDAL_CACHEMAX").is_none() {
-            let _ = gdal::config::set_config_option("GDAL_CACHEMAX", "64");
-        }
-    });
-}
-
 impl RasterSource {
     /// Opens `path` and checks that `bands` (1-based; empty = all) exist.
     pub fn open(path: &Path, bands: &[u32]) -> Result<Self> {
-        limit_gdal_cache();
+        crate::gdal_errors::setup();
         if !path.exists() {
             return Err(Error::raster(path, "no such file"));
         }
@@ -216,8 +204,9 @@ pub fn list_rasters(input: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Writes `pixels` (CHW `f32`) as a GeoTIFF of data type `T` — used by tests, fixtures and the
-/// run's preview outputs. Values are rounded and clamped when `T` is an integer type.
+/// Writes `pixels` (CHW `f32`) as a GeoTIFF of data type `T` (tests and fixtures), atomically and
+/// checked (see [`crate::atomic`], [`crate::gdal_errors`]). Values are rounded and clamped when
+/// `T` is an integer type.
 // The raster's full description is the argument list; a struct for it would be used here only.
 #[allow(clippy::too_many_arguments)]
 pub fn write_geotiff<T: gdal::raster::GdalType + Copy + FromF32>(
@@ -230,37 +219,36 @@ pub fn write_geotiff<T: gdal::raster::GdalType + Copy + FromF32>(
     crs_wkt: &str,
     nodata: Option<f64>,
 ) -> Result<()> {
-    let driver = DriverManager::get_driver_by_name("GTiff")
-        .map_err(|e| Error::raster(path, e.to_string()))?;
+    let pending = crate::atomic::PendingFile::new(path, ".tif")?;
+    let tmp = pending.path();
+    let watch = crate::gdal_errors::Watch::start();
+    let gdal_err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());
+    let driver = DriverManager::get_driver_by_name("GTiff").map_err(gdal_err)?;
     let options = RasterCreationOptions::from_iter(["COMPRESS=DEFLATE", "TILED=YES"]);
     let mut ds = driver
-        .create_with_band_type_with_options::<T, _>(path, width, height, bands, &options)
+        .create_with_band_type_with_options::<T, _>(tmp, width, height, bands, &options)
         .map_err(|e| Error::raster(path, format!("cannot create: {e}")))?;
-    ds.set_geo_transform(&geotransform)
-        .map_err(|e| Error::raster(path, e.to_string()))?;
+    ds.set_geo_transform(&geotransform).map_err(gdal_err)?;
     if !crs_wkt.is_empty() {
-        ds.set_projection(crs_wkt)
-            .map_err(|e| Error::raster(path, e.to_string()))?;
+        ds.set_projection(crs_wkt).map_err(gdal_err)?;
     }
     for b in 0..bands {
-        let mut band = ds
-            .rasterband(b + 1)
-            .map_err(|e| Error::raster(path, e.to_string()))?;
+        let mut band = ds.rasterband(b + 1).map_err(gdal_err)?;
         let plane: Vec<T> = pixels[b * width * height..(b + 1) * width * height]
             .iter()
             .map(|&v| T::from_f32(v))
             .collect();
         let mut buf = gdal::raster::Buffer::new((width, height), plane);
         band.write((0, 0), (width, height), &mut buf)
-            .map_err(|e| Error::raster(path, e.to_string()))?;
+            .map_err(gdal_err)?;
         if let Some(nd) = nodata {
-            band.set_no_data_value(Some(nd))
-                .map_err(|e| Error::raster(path, e.to_string()))?;
+            band.set_no_data_value(Some(nd)).map_err(gdal_err)?;
         }
     }
-    ds.flush_cache()
-        .map_err(|e| Error::raster(path, e.to_string()))?;
-    Ok(())
+    ds.flush_cache().map_err(gdal_err)?;
+    drop(ds);
+    watch.check(path, "writing")?;
+    pending.commit().map(drop)
 }
 
 /// Conversion from the `f32` working type to a raster's native type.

@@ -82,6 +82,11 @@ impl ScoreBatch {
         let values = col("value")?
             .as_primitive_opt::<Float64Type>()
             .ok_or_else(bad)?;
+        if values.values().iter().any(|v| !v.is_finite()) {
+            return Err(Error::Contract(
+                "a score batch holds NaN or an infinite value".into(),
+            ));
+        }
         Ok(ScoreBatch(
             (0..s.len())
                 .map(|i| Score {

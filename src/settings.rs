@@ -181,6 +181,10 @@ pub struct Settings {
     pub device: String,
     /// libtorch intra-op threads (default: all cores).
     pub threads: Option<i32>,
+    /// Seconds a stage waits for a reply it asked for (a batch, a loss, a score) before it gives
+    /// up with an error naming what it waited for. Covers the slowest legitimate wait: the first
+    /// step on a GPU, a large window read, a busy loss stage.
+    pub wait_timeout_s: u32,
 }
 
 impl Default for Settings {
@@ -239,6 +243,7 @@ impl Default for Settings {
             output: None,
             device: "auto".into(),
             threads: None,
+            wait_timeout_s: 600,
         }
     }
 }
@@ -361,6 +366,9 @@ impl Settings {
                 ),
             ));
         }
+        if self.wait_timeout_s == 0 {
+            return Err(Error::setting("wait_timeout_s", "must be at least 1"));
+        }
         if self.preview_size < 16 {
             return Err(Error::setting(
                 "preview_size",
@@ -444,6 +452,11 @@ impl Settings {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect()
+    }
+
+    /// `wait_timeout_s` as a duration.
+    pub fn wait_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait_timeout_s as u64)
     }
 
     /// HR chip step.

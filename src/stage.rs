@@ -1,10 +1,11 @@
-//! Small helpers shared by the dora nodes: sending tile batches, reading settings with the
-//! right context, and the whole event loop of a loss stage.
+//! Helpers shared by the stage processes: logging set-up, allocator tuning, sending tile batches,
+//! describing a stage, and the event loop of the stages that map each batch to one reply.
 use crate::error::Result;
 use crate::flow::TileCounts;
+use crate::node::{Inbox, Next};
 use crate::tile::TileBatch;
 use dora_node_api::dora_core::config::DataId;
-use dora_node_api::{DoraNode, Event, MetadataParameters};
+use dora_node_api::{DoraNode, MetadataParameters};
 use std::path::Path;
 
 /// Process set-up shared by every node: logging (see [`crate::telemetry`]).
@@ -81,7 +82,7 @@ pub fn describe_stage(
     description: &serde_json::Value,
 ) -> Result<()> {
     let body = serde_json::json!({ "stage": node_id, "description": description });
-    crate::checkpoint::write_atomic(
+    crate::atomic::write_atomic(
         &run_dir.join("stages").join(format!("{node_id}.json")),
         serde_json::to_string_pretty(&body)
             .expect("json")
@@ -91,29 +92,34 @@ pub fn describe_stage(
 
 /// The event loop of a stage that answers every input batch with exactly one output batch
 /// (degrade, upscale, unet-infer): decodes each batch, asks `f` for the output id and the reply,
-/// sends it and counts both, until dora stops the node; then writes the counts to `log_dir`
-/// under the node's id.
-/// Such a stage keeps nothing, so it sits on a request/credit flow unchanged.
+/// sends it and counts both, until its inputs end; then writes the counts to `log_dir` under the
+/// node's id. Such a stage keeps nothing, so it sits on a request/credit flow unchanged; when a
+/// stage before it fails it ends quietly, and the stage at the end of the flow reports the loss.
 pub fn map_batches(
-    stage: &str,
+    mut node: DoraNode,
+    mut inbox: Inbox,
     log_dir: &Path,
     mut f: impl FnMut(&str, TileBatch) -> eyre::Result<(String, TileBatch)>,
 ) -> eyre::Result<()> {
-    let (mut node, mut events) = DoraNode::init_from_env()?;
     // Counts are named after the node, not the stage: a graph may run one stage several times
     // (three `upscale` nodes in the evaluation graph).
     let mut counts = TileCounts::new(node.id().as_ref());
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } => {
-                let batch = TileBatch::from_arrow(data.as_array().as_ref())
-                    .map_err(|e| eyre::eyre!("{stage}: input `{id}`: {e}"))?;
-                counts.count_in(id.as_str(), batch.len());
-                let (output, reply) = f(id.as_str(), batch)?;
+    loop {
+        match inbox.next(None)? {
+            Next::Input { id, data } => {
+                let batch = TileBatch::from_arrow(data.as_ref()).map_err(|e| {
+                    eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
+                })?;
+                counts.count_in(&id, batch.len());
+                let (output, reply) = f(&id, batch)?;
                 counts.count_out(&output, send_batch(&mut node, &output, reply)?);
             }
-            Event::Stop(_) => break,
-            _ => {}
+            Next::PeerFailed { node, .. } => {
+                tracing::info!(%node, "a stage before this one failed; stopping");
+                break;
+            }
+            Next::Closed { .. } => {}
+            Next::Stop => break,
         }
     }
     counts.write(log_dir)?;

@@ -104,6 +104,18 @@ pub struct TileBatch {
     pub loss: Option<Vec<f64>>,
 }
 
+/// An error when a column holds NaN or an infinity: no stage can use such a value, and one would
+/// spread through every sum it enters.
+fn finite(name: &str, values: impl Iterator<Item = f64>) -> Result<()> {
+    let mut values = values;
+    if values.any(|v| !v.is_finite()) {
+        return Err(Error::Contract(format!(
+            "column `{name}` holds NaN or an infinite value"
+        )));
+    }
+    Ok(())
+}
+
 fn schema_fields(c: usize, chw: usize) -> Fields {
     let f32_item = Arc::new(Field::new("item", DataType::Float32, false));
     Fields::from(vec![
@@ -325,14 +337,21 @@ impl TileBatch {
             let l = a.as_fixed_size_list_opt().ok_or_else(|| {
                 Error::Contract(format!("column `{name}` has type {}", a.data_type()))
             })?;
-            if l.value_length() as usize != size {
+            if l.value_length() < 0 || l.value_length() as usize != size {
                 return Err(Error::Contract(format!(
                     "column `{name}` holds {} values per tile, expected {size}",
                     l.value_length()
                 )));
             }
             // Slice so an offset struct (a sliced batch) reads the right rows.
-            Ok(l.values().slice(l.offset() * size, n * size))
+            let start = l.offset().saturating_mul(size);
+            if l.values().len() < start.saturating_add(n.saturating_mul(size)) {
+                return Err(Error::Contract(format!(
+                    "column `{name}` holds {} values for {n} tiles of {size}",
+                    l.values().len().saturating_sub(start)
+                )));
+            }
+            Ok(l.values().slice(start, n * size))
         };
         let first_u32 =
             |name: &str| -> Result<u32> { Ok(prim::<UInt32Type>(col(name)?, name)?.value(0)) };
@@ -340,12 +359,23 @@ impl TileBatch {
         let bands = first_u32("bands")? as usize;
         let height = first_u32("height")? as usize;
         let width = first_u32("width")? as usize;
-        let tile_len = bands * height * width;
+        // The shape must be what the pixel column really holds: a header claiming more is refused
+        // before anything of its size is allocated.
+        let tile_len = bands
+            .checked_mul(height)
+            .and_then(|v| v.checked_mul(width))
+            .filter(|v| *v > 0 && *v <= i32::MAX as usize)
+            .ok_or_else(|| {
+                Error::Contract(format!(
+                    "tiles of {bands}x{height}x{width} (bands x height x width) are not a usable shape"
+                ))
+            })?;
 
         let windows = list("window", 4)?;
         let windows = prim::<UInt32Type>(&windows, "window")?;
         let gts = list("geotransform", 6)?;
         let gts = prim::<Float64Type>(&gts, "geotransform")?;
+        finite("geotransform", gts.values().iter().copied())?;
         let sources = strings("source")?;
         let crs = strings("crs")?;
         let nodata = prim::<Float64Type>(col("nodata")?, "nodata")?;
@@ -359,10 +389,22 @@ impl TileBatch {
             })
             .collect();
         let offsets = list("band_offset", bands)?;
+        let offsets = prim::<Float32Type>(&offsets, "band_offset")?;
         let scales = list("band_scale", bands)?;
+        let scales = prim::<Float32Type>(&scales, "band_scale")?;
+        finite("band_offset", offsets.values().iter().map(|v| *v as f64))?;
+        finite("band_scale", scales.values().iter().map(|v| *v as f64))?;
+        if scales.values().contains(&0.0) {
+            return Err(Error::Contract("column `band_scale` holds a zero".into()));
+        }
         let pixels = list("pixels", tile_len)?;
+        let pixels = prim::<Float32Type>(&pixels, "pixels")?;
+        finite("pixels", pixels.values().iter().map(|v| *v as f64))?;
         let loss = prim::<Float64Type>(col("loss")?, "loss")?;
         let loss = (loss.null_count() == 0).then(|| loss.values().to_vec());
+        if let Some(l) = &loss {
+            finite("loss", l.iter().copied())?;
+        }
         let batch = TileBatch {
             batch_id: prim::<UInt64Type>(col("batch_id")?, "batch_id")?.value(0),
             epoch: first_u32("epoch")?,
@@ -374,10 +416,10 @@ impl TileBatch {
             width,
             factor: first_u32("factor")?,
             colour: strings("colour")?.value(0).to_owned(),
-            band_offset: prim::<Float32Type>(&offsets, "band_offset")?.values()[..bands].to_vec(),
-            band_scale: prim::<Float32Type>(&scales, "band_scale")?.values()[..bands].to_vec(),
+            band_offset: offsets.values()[..bands].to_vec(),
+            band_scale: scales.values()[..bands].to_vec(),
             tiles,
-            pixels: prim::<Float32Type>(&pixels, "pixels")?.values().to_vec(),
+            pixels: pixels.values().to_vec(),
             loss,
         };
         batch.check()?;

@@ -2,9 +2,10 @@
 //! the evaluation mode of `vgg-loss`, which scores predictions without gradients.
 use crate::loss::{loss_and_grad, LossFn, PerceptualLoss};
 use crate::tensor::TileTensors;
-use dora_node_api::{DoraNode, Event, EventStream};
+use dora_node_api::DoraNode;
 use geosr::error::Error;
 use geosr::flow::TileCounts;
+use geosr::node::{Inbox, Next};
 use geosr::scores::{Score, ScoreBatch};
 use geosr::stage::{describe_stage, send_batch};
 use geosr::tile::TileBatch;
@@ -18,7 +19,7 @@ use std::path::Path;
 /// on `loss` a batch with the prediction's geometry whose `pixels` are ∂loss/∂pred and whose
 /// `loss` column holds each tile's share of the batch loss.
 pub fn run_loss_stage(
-    (mut node, mut events): (DoraNode, EventStream),
+    (mut node, mut inbox): (DoraNode, Inbox),
     stage: &str,
     loss: &dyn LossFn,
     run_dir: &Path,
@@ -30,20 +31,25 @@ pub fn run_loss_stage(
     let mut hr_wait: BTreeMap<u64, TileBatch> = BTreeMap::new();
     let mut pred_wait: BTreeMap<u64, TileBatch> = BTreeMap::new();
     tracing::info!(stage, node = %node_id, ?device, "loss stage ready");
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } => {
-                let batch = TileBatch::from_arrow(data.as_array().as_ref())
-                    .map_err(|e| eyre::eyre!("{node_id}: input `{id}`: {e}"))?;
-                counts.count_in(id.as_str(), batch.len());
+    loop {
+        // A prediction waiting for its HR batch is a wait with a bound; otherwise the stage is
+        // idle until the trainer's next step.
+        let waiting = pred_wait.keys().next().map(|id| {
+            format!(
+                "the HR tiles of batch {id} from `{}`",
+                inbox.source_of("hr")
+            )
+        });
+        match inbox.next(waiting.as_deref())? {
+            Next::Input { id, data } => {
+                let batch = TileBatch::from_arrow(data.as_ref()).map_err(|e| {
+                    eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
+                })?;
+                counts.count_in(&id, batch.len());
                 match id.as_str() {
                     "hr" => hr_wait.insert(batch.batch_id, batch),
                     "pred" => pred_wait.insert(batch.batch_id, batch),
-                    other => {
-                        return Err(eyre::eyre!(
-                            "{node_id}: unexpected input `{other}` (expected `hr` and `pred`)"
-                        ))
-                    }
+                    other => eyre::bail!("unexpected input `{other}` (expected `hr` and `pred`)"),
                 };
                 let ready: Vec<u64> = pred_wait
                     .keys()
@@ -55,6 +61,11 @@ pub fn run_loss_stage(
                     let hr = hr_wait.remove(&id).expect("listed");
                     let (value, shares, grad) =
                         loss_and_grad(loss, &pred.tensor(device), &hr.tensor(device), &hr.colour)?;
+                    if !value.is_finite() {
+                        eyre::bail!(
+                            "the loss of batch {id} is {value}: training diverged; lower `lr` and resume from the last checkpoint"
+                        );
+                    }
                     let mut reply = pred.with_pixels(&grad)?;
                     reply.loss = Some(shares);
                     tracing::debug!(batch = id, loss = value, "loss evaluated");
@@ -65,16 +76,20 @@ pub fn run_loss_stage(
                 // prefetched batches legitimately waits. Both stay small under the credit flow.
                 if hr_wait.len() > 64 || pred_wait.len() > 64 {
                     return Err(Error::Contract(format!(
-                        "{node_id}: {} HR and {} predictions wait for their other half; check the graph's wiring",
+                        "{} HR and {} predictions wait for their other half; check the graph's wiring",
                         hr_wait.len(),
                         pred_wait.len()
                     ))
                     .into());
                 }
             }
-            Event::InputClosed { id } if id.as_str() == "pred" => break,
-            Event::Stop(_) => break,
-            _ => {}
+            Next::Closed { id } if id == "pred" => break,
+            Next::Closed { .. } => {}
+            Next::PeerFailed { node, .. } => {
+                tracing::info!(%node, "a stage feeding this one failed; stopping");
+                break;
+            }
+            Next::Stop => break,
         }
     }
     counts.write(run_dir)?;
@@ -82,10 +97,10 @@ pub fn run_loss_stage(
 }
 
 /// The prediction inputs of a node in evaluation mode: every input named `sr_<method>`.
-pub fn scored_methods(node: &DoraNode) -> Vec<String> {
-    node.node_config()
-        .inputs
-        .keys()
+pub fn scored_methods(inbox: &Inbox) -> Vec<String> {
+    inbox
+        .input_ids()
+        .iter()
         .filter_map(|k| k.strip_prefix("sr_").map(str::to_owned))
         .collect()
 }
@@ -96,13 +111,13 @@ pub fn scored_methods(node: &DoraNode) -> Vec<String> {
 /// `Σ_l w_l · mean((φ_l(sr) − φ_l(hr))²)` at `vgg_layers`, computed without gradients. The HR
 /// features of a batch are computed once and kept until every method has been scored.
 pub fn run_scoring_stage(
-    (mut node, mut events): (DoraNode, EventStream),
+    (mut node, mut inbox): (DoraNode, Inbox),
     loss: &PerceptualLoss,
     log_dir: &Path,
     device: tch::Device,
 ) -> eyre::Result<()> {
     let node_id = node.id().to_string();
-    let methods = scored_methods(&node);
+    let methods = scored_methods(&inbox);
     let metric = format!("vgg_{}", loss.layer_spec().replace([':', ',', '.'], "_"));
     tracing::info!(node = %node_id, ?methods, %metric, ?device, "scoring stage ready");
     let mut counts = TileCounts::new(&node_id);
@@ -110,22 +125,27 @@ pub fn run_scoring_stage(
     let mut hr_features: BTreeMap<u64, (Vec<tch::Tensor>, i64, usize)> = BTreeMap::new();
     let mut waiting: BTreeMap<u64, Vec<(String, TileBatch)>> = BTreeMap::new();
     let _guard = tch::no_grad_guard();
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } => {
-                let batch = TileBatch::from_arrow(data.as_array().as_ref())
-                    .map_err(|e| eyre::eyre!("{node_id}: input `{id}`: {e}"))?;
-                counts.count_in(id.as_str(), batch.len());
+    loop {
+        let awaited = waiting.keys().next().map(|id| {
+            format!(
+                "the HR tiles of batch {id} from `{}`",
+                inbox.source_of("hr")
+            )
+        });
+        match inbox.next(awaited.as_deref())? {
+            Next::Input { id, data } => {
+                let batch = TileBatch::from_arrow(data.as_ref()).map_err(|e| {
+                    eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
+                })?;
+                counts.count_in(&id, batch.len());
                 let bid = batch.batch_id;
-                if id.as_str() == "hr" {
+                if id == "hr" {
                     let (f, groups) = loss.features(&batch.tensor(device), &batch.colour);
                     hr_features.insert(bid, (f, groups, methods.len()));
                 } else if let Some(m) = id.strip_prefix("sr_") {
                     waiting.entry(bid).or_default().push((m.to_owned(), batch));
                 } else {
-                    eyre::bail!(
-                        "{node_id}: unexpected input `{id}` (expected `hr` and `sr_<method>`)"
-                    );
+                    eyre::bail!("unexpected input `{id}` (expected `hr` and `sr_<method>`)");
                 }
                 let Some((fh, groups, left)) = hr_features.get_mut(&bid) else {
                     continue;
@@ -134,8 +154,7 @@ pub fn run_scoring_stage(
                     let n = pred.len() as i64;
                     let (fp, _) = loss.features(&pred.tensor(device), &pred.colour);
                     let d = loss.feature_distance(&fp, fh, n, *groups);
-                    let values = Vec::<f32>::try_from(d.to_device(tch::Device::Cpu))
-                        .map_err(|e| eyre::eyre!("{node_id}: {e}"))?;
+                    let values = Vec::<f32>::try_from(d.to_device(tch::Device::Cpu))?;
                     let rows = values
                         .iter()
                         .enumerate()
@@ -156,15 +175,19 @@ pub fn run_scoring_stage(
                 }
                 if hr_features.len() > 64 || waiting.len() > 64 {
                     return Err(Error::Contract(format!(
-                        "{node_id}: {} HR batches and {} predictions wait for their other half; check the graph's wiring",
+                        "{} HR batches and {} predictions wait for their other half; check the graph's wiring",
                         hr_features.len(),
                         waiting.len()
                     ))
                     .into());
                 }
             }
-            Event::Stop(_) => break,
-            _ => {}
+            Next::PeerFailed { node, .. } => {
+                tracing::info!(%node, "a stage feeding this one failed; stopping");
+                break;
+            }
+            Next::Closed { .. } => {}
+            Next::Stop => break,
         }
     }
     counts.write(log_dir)?;

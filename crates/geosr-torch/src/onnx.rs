@@ -370,5 +370,5 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
         }],
     };
     use prost::Message;
-    geosr::checkpoint::write_atomic(path, &model.encode_to_vec())
+    geosr::atomic::write_atomic(path, &model.encode_to_vec())
 }

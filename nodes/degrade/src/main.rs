@@ -3,31 +3,34 @@
 //! See README.md beside this file.
 use geosr::degrade::Degradation;
 use geosr::settings::Settings;
+use std::process::ExitCode;
 
-fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().map_err(|e| eyre::eyre!("degrade: {e}"))?;
-    if settings.model.is_none() {
-        settings
-            .check_run_dir()
-            .map_err(|e| eyre::eyre!("degrade: {e}"))?;
-    }
-    geosr::stage::pin_mmap_threshold();
-    // Training graphs log into the run; evaluation graphs (a model given) into `log_dir`.
-    let log_dir = match settings.model {
-        Some(_) => settings.log_dir.clone(),
-        None => settings.run_dir.clone(),
-    };
-    geosr::stage::init("degrade", &log_dir);
-    // Evaluation degrades exactly as the model's training did: the card's settings win.
-    let deg = Degradation::for_stage(&settings).map_err(|e| eyre::eyre!("degrade: {e}"))?;
-    tracing::info!(?deg, from_model = settings.model.is_some(), "degrade ready");
-    geosr::stage::map_batches("degrade", &log_dir, |id, hr| {
-        let output = id
-            .strip_prefix("hr")
-            .map(|suffix| format!("lr{suffix}"))
-            .ok_or_else(|| {
-                eyre::eyre!("degrade: input `{id}` should be named hr or hr_<suffix>")
-            })?;
-        Ok((output, deg.apply_batch(&hr)?))
+const STAGE: &str = "degrade";
+
+fn main() -> ExitCode {
+    geosr::node::run(STAGE, || {
+        let (node, mut inbox) = geosr::node::connect(STAGE)?;
+        let settings = Settings::from_env()?;
+        inbox.set_limit(settings.wait_limit());
+        if settings.model.is_none() {
+            settings.check_run_dir()?;
+        }
+        geosr::stage::pin_mmap_threshold();
+        // Training graphs log into the run; evaluation graphs (a model given) into `log_dir`.
+        let log_dir = match settings.model {
+            Some(_) => settings.log_dir.clone(),
+            None => settings.run_dir.clone(),
+        };
+        geosr::stage::init(STAGE, &log_dir);
+        // Evaluation degrades exactly as the model's training did: the card's settings win.
+        let deg = Degradation::for_stage(&settings)?;
+        tracing::info!(?deg, from_model = settings.model.is_some(), "degrade ready");
+        geosr::stage::map_batches(node, inbox, &log_dir, |id, hr| {
+            let output = id
+                .strip_prefix("hr")
+                .map(|suffix| format!("lr{suffix}"))
+                .ok_or_else(|| eyre::eyre!("input `{id}` should be named hr or hr_<suffix>"))?;
+            Ok((output, deg.apply_batch(&hr)?))
+        })
     })
 }

@@ -3,10 +3,11 @@
 //! mosaics each method into a GeoTIFF, and when a raster is complete compares every method with
 //! the HR raster. Writes `report.json`, `report.md` and a preview PNG per raster.
 //! See README.md beside this file.
-use dora_node_api::{DoraNode, Event};
+use dora_node_api::DoraNode;
 use geosr::evaluate::{RasterReport, Report};
-use geosr::flow::{Request, TileCounts};
+use geosr::flow::{CreditWindow, Request, TileCounts};
 use geosr::mosaic::{Mosaic, MosaicOptions};
+use geosr::node::{Inbox, Next};
 use geosr::raster::RasterSource;
 use geosr::scores::ScoreBatch;
 use geosr::settings::Settings;
@@ -14,6 +15,7 @@ use geosr::stage::send_array;
 use geosr::tile::TileBatch;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 /// Everything that belongs to one tile batch, as it arrives.
@@ -25,6 +27,8 @@ struct Parts {
     scores: Vec<ScoreBatch>,
     /// Methods whose score batch has arrived.
     scored: std::collections::BTreeSet<String>,
+    /// Batches in the split, from the tile batches.
+    total: u64,
 }
 
 /// The raster being assembled.
@@ -92,11 +96,7 @@ impl Evaluator {
         }
         for m in names {
             let out = dir.join(format!("{m}.tif"));
-            mosaics.insert(
-                m.clone(),
-                Mosaic::create(hr, &out, 1, self.opts.clone())
-                    .map_err(|e| eyre::eyre!("evaluate: {e}"))?,
-            );
+            mosaics.insert(m.clone(), Mosaic::create(hr, &out, 1, self.opts.clone())?);
             outputs.insert(m, out);
         }
         tracing::info!(raster = %hr.display(), methods = ?self.methods, "evaluating");
@@ -125,14 +125,14 @@ impl Evaluator {
                 .get_mut(m)
                 .expect("one mosaic per method")
                 .add(sr)
-                .map_err(|e| eyre::eyre!("evaluate: {m}: {e}"))?;
+                .map_err(|e| eyre::eyre!("{m}: {e}"))?;
         }
         if let Some(lr) = &p.lr {
             run.mosaics
                 .get_mut("nearest")
                 .expect("nearest mosaic")
                 .add(&nearest(lr, f)?)
-                .map_err(|e| eyre::eyre!("evaluate: nearest: {e}"))?;
+                .map_err(|e| eyre::eyre!("nearest: {e}"))?;
         }
         if self.has_vgg {
             // VGG distances count only on tiles without nodata: a filled wedge would otherwise
@@ -166,9 +166,7 @@ impl Evaluator {
             return Ok(());
         };
         for (m, mosaic) in run.mosaics {
-            mosaic
-                .finish()
-                .map_err(|e| eyre::eyre!("evaluate: {m}: {e}"))?;
+            mosaic.finish().map_err(|e| eyre::eyre!("{m}: {e}"))?;
         }
         let border = self.factor as usize;
         let preds: Vec<(String, PathBuf)> = run
@@ -178,8 +176,7 @@ impl Evaluator {
             .collect();
         let started = Instant::now();
         let mut cmp =
-            geosr::evaluate::compare_rasters(&run.hr, &preds, border, self.settings.nodata)
-                .map_err(|e| eyre::eyre!("evaluate: {e}"))?;
+            geosr::evaluate::compare_rasters(&run.hr, &preds, border, self.settings.nodata)?;
         for (m, s) in cmp.methods.iter_mut() {
             if let Some((sum, n)) = run.vgg.get(m) {
                 s.vgg_tiles = *n;
@@ -239,43 +236,43 @@ impl Evaluator {
     }
 }
 
-fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().map_err(|e| eyre::eyre!("evaluate: {e}"))?;
-    geosr::stage::pin_mmap_threshold();
-    geosr::stage::init("evaluate", &settings.log_dir);
+const STAGE: &str = "evaluate";
+
+fn main() -> ExitCode {
+    geosr::node::run(STAGE, || {
+        let (node, mut inbox) = geosr::node::connect(STAGE)?;
+        let settings = Settings::from_env()?;
+        inbox.set_limit(settings.wait_limit());
+        geosr::stage::pin_mmap_threshold();
+        geosr::stage::init(STAGE, &settings.log_dir);
+        evaluate(node, inbox, settings)
+    })
+}
+
+fn evaluate(mut node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result<()> {
     let out_dir = settings.output.clone().ok_or_else(|| {
-        eyre::eyre!("evaluate: GEOSR_OUTPUT is not set; give the folder to write the report into")
+        eyre::eyre!("GEOSR_OUTPUT is not set; give the folder to write the report into")
     })?;
     let model = settings.model.clone().ok_or_else(|| {
-        eyre::eyre!("evaluate: GEOSR_MODEL is not set; give the run directory of a trained model")
+        eyre::eyre!("GEOSR_MODEL is not set; give the run directory of a trained model")
     })?;
     if out_dir.join("report.json").exists() {
         eyre::bail!(
-            "evaluate: {} already holds a report; give a new GEOSR_OUTPUT so it is not overwritten",
+            "{} already holds a report; give a new GEOSR_OUTPUT so it is not overwritten",
             out_dir.display()
         );
     }
-    let card = geosr::checkpoint::load_checkpoint(&model)
-        .map_err(|e| eyre::eyre!("evaluate: {e}"))?
-        .card;
-    let (mut node, mut events) = DoraNode::init_from_env()?;
-    let inputs: Vec<String> = node
-        .node_config()
-        .inputs
-        .keys()
-        .map(|k| k.to_string())
-        .collect();
+    let card = geosr::checkpoint::load_checkpoint(&model)?.card;
+    let inputs = inbox.input_ids();
     let methods: Vec<String> = inputs
         .iter()
         .filter_map(|k| k.strip_prefix("sr_").map(str::to_owned))
         .collect();
     if methods.is_empty() {
-        eyre::bail!(
-            "evaluate: no input named sr_<method>; wire at least one super-resolving stage"
-        );
+        eyre::bail!("no input named sr_<method>; wire at least one super-resolving stage");
     }
     if inputs.iter().any(|i| i == "lr") && methods.iter().any(|m| m == "nearest") {
-        eyre::bail!("evaluate: `nearest` is the name of the enlarged-LR column (input `lr`); give the method `sr_nearest` another name");
+        eyre::bail!("`nearest` is the name of the enlarged-LR column (input `lr`); give the method `sr_nearest` another name");
     }
     let mut ev = Evaluator {
         factor: card.downsample_factor,
@@ -294,89 +291,102 @@ fn main() -> eyre::Result<()> {
         out_dir: out_dir.clone(),
         settings: settings.clone(),
     };
-    let mut counts = TileCounts::new("evaluate");
-    let credit = settings.prefetch.max(1) as u64;
-    send_array(&mut node, "request", Request::infer(0).to_arrow())?;
-    counts.count_out("request", 1);
-    let (mut requested, mut added) = (1u64, 0u64);
-    let mut total: Option<u64> = None;
+    let mut counts = TileCounts::new(STAGE);
+    let mut window: CreditWindow<Parts> = CreditWindow::new(settings.prefetch as u64);
+    // Parts of the batches requested and not yet complete, by batch id (= index).
     let mut parts: BTreeMap<u64, Parts> = BTreeMap::new();
     let started = Instant::now();
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } => {
-                if id.as_str() == "vgg" {
-                    let s = ScoreBatch::from_arrow(data.as_array().as_ref())
-                        .map_err(|e| eyre::eyre!("evaluate: input `vgg`: {e}"))?;
-                    counts.count_in("vgg", s.0.len());
-                    if let Some(first) = s.0.first() {
-                        // Scores must name evaluate's own methods: vgg-loss and evaluate are
-                        // wired with the same `sr_<method>` inputs.
-                        if !ev.methods.contains(&first.method) {
-                            eyre::bail!(
-                                "evaluate: a VGG score for method `{}`, which is not one of this node's inputs ({}); wire vgg-loss and evaluate with the same sr_<method> inputs",
-                                first.method,
-                                ev.methods.join(", ")
-                            );
-                        }
-                        if first.batch_id < added {
-                            eyre::bail!("evaluate: a second VGG score for batch {} (method `{}`)", first.batch_id, first.method);
-                        }
-                        ev.vgg_metric.get_or_insert_with(|| first.metric.clone());
-                        let p = parts.entry(first.batch_id).or_default();
-                        p.scored.insert(first.method.clone());
-                        p.scores.push(s);
-                    }
-                } else {
-                    let b = TileBatch::from_arrow(data.as_array().as_ref())
-                        .map_err(|e| eyre::eyre!("evaluate: input `{id}`: {e}"))?;
-                    counts.count_in(id.as_str(), b.len());
-                    total = Some(b.batches_in_split as u64);
-                    let p = parts.entry(b.batch_id).or_default();
-                    match id.as_str() {
-                        "hr" => p.hr = Some(b),
-                        "lr" => p.lr = Some(b),
-                        other => match other.strip_prefix("sr_") {
-                            Some(m) => {
-                                p.sr.insert(m.to_owned(), b);
-                            }
-                            None => eyre::bail!("evaluate: unexpected input `{other}`"),
-                        },
-                    }
-                }
-                // Batches go into the mosaics strictly in order: tiles must arrive in raster order.
-                while parts.get(&added).is_some_and(|p| ev.complete(p)) {
-                    let p = parts.remove(&added).expect("present");
-                    ev.add(p)?;
-                    added += 1;
-                    let n = total.unwrap_or(0);
-                    if added % 10 == 0 || added == n {
-                        tracing::info!(batch = added, of = n, "progress");
-                    }
-                }
-                let n = total.unwrap_or(1);
-                while requested < n && requested - added < credit {
-                    send_array(&mut node, "request", Request::infer(requested).to_arrow())?;
-                    counts.count_out("request", 1);
-                    requested += 1;
-                }
-                if total.is_some_and(|n| added == n) {
-                    break;
-                }
-            }
-            Event::InputClosed { id } => eyre::bail!(
-                "evaluate: input `{id}` closed after {added} of {total:?} batches; no report was written"
-            ),
-            Event::Stop(_) => {
-                eyre::bail!("evaluate: stopped after {added} batches; no report was written")
-            }
-            _ => {}
+    let no_report = "no report was written";
+    while !window.done() {
+        for i in window.to_request() {
+            send_array(&mut node, "request", Request::infer(i).to_arrow())?;
+            counts.count_out("request", 1);
         }
-    }
-    if total != Some(added) {
-        eyre::bail!(
-            "evaluate: the dataflow ended after {added} of {total:?} batches; no report was written"
-        );
+        let waiting = format!("the parts of batch {}", window.progress());
+        match inbox.next(Some(&waiting))? {
+            Next::Input { id, data } if id == "vgg" => {
+                let s = ScoreBatch::from_arrow(data.as_ref())
+                    .map_err(|e| eyre::eyre!("input `vgg`: {e}"))?;
+                counts.count_in("vgg", s.0.len());
+                if let Some(first) = s.0.first() {
+                    // Scores must name evaluate's own methods: vgg-loss and evaluate are
+                    // wired with the same `sr_<method>` inputs.
+                    if !ev.methods.contains(&first.method) {
+                        eyre::bail!(
+                            "a VGG score for method `{}`, which is not one of this node's inputs ({}); wire vgg-loss and evaluate with the same sr_<method> inputs",
+                            first.method,
+                            ev.methods.join(", ")
+                        );
+                    }
+                    if first.batch_id < window.delivered() {
+                        eyre::bail!(
+                            "a VGG score for batch {}, which was already complete",
+                            first.batch_id
+                        );
+                    }
+                    let p = parts.entry(first.batch_id).or_default();
+                    if !p.scored.insert(first.method.clone()) {
+                        eyre::bail!(
+                            "a second VGG score for batch {} (method `{}`)",
+                            first.batch_id,
+                            first.method
+                        );
+                    }
+                    ev.vgg_metric.get_or_insert_with(|| first.metric.clone());
+                    p.scores.push(s);
+                }
+            }
+            Next::Input { id, data } => {
+                let b = TileBatch::from_arrow(data.as_ref()).map_err(|e| {
+                    eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
+                })?;
+                counts.count_in(&id, b.len());
+                if b.batch_id < window.delivered() {
+                    eyre::bail!(
+                        "input `{id}`: batch {} arrived again after it was complete",
+                        b.batch_id
+                    );
+                }
+                let p = parts.entry(b.batch_id).or_default();
+                p.total = b.batches_in_split as u64;
+                match id.as_str() {
+                    "hr" => p.hr = Some(b),
+                    "lr" => p.lr = Some(b),
+                    other => match other.strip_prefix("sr_") {
+                        Some(m) => {
+                            p.sr.insert(m.to_owned(), b);
+                        }
+                        None => eyre::bail!("unexpected input `{other}`"),
+                    },
+                }
+            }
+            Next::Closed { id } => eyre::bail!(
+                "the input `{id}` from `{}` ended after batch {}; {no_report}",
+                inbox.source_of(&id),
+                window.progress()
+            ),
+            Next::PeerFailed { node, error } => {
+                eyre::bail!("`{node}` failed ({error}); {no_report}")
+            }
+            Next::Stop => eyre::bail!("stopped after batch {}; {no_report}", window.progress()),
+        }
+        // A batch goes into the mosaics when all its parts are in, in index order.
+        let complete: Vec<u64> = parts
+            .iter()
+            .filter(|(_, p)| ev.complete(p))
+            .map(|(k, _)| *k)
+            .collect();
+        for k in complete {
+            let p = parts.remove(&k).expect("listed");
+            window.receive(k, p.total, p)?;
+        }
+        while let Some(p) = window.next_ready() {
+            ev.add(p)?;
+            let d = window.delivered();
+            if d % 10 == 0 || window.done() {
+                tracing::info!(batch = d, of = window.total(), "progress");
+            }
+        }
     }
     ev.finish_raster()?;
     let report = Report {
@@ -393,8 +403,8 @@ fn main() -> eyre::Result<()> {
     // report.json marks a finished evaluation (a second run into the folder is refused), so
     // it is written last.
     let md = report.to_markdown();
-    geosr::checkpoint::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
-    geosr::checkpoint::write_atomic(
+    geosr::atomic::write_atomic(&out_dir.join("report.md"), md.as_bytes())?;
+    geosr::atomic::write_atomic(
         &out_dir.join("report.json"),
         serde_json::to_string_pretty(&report)?.as_bytes(),
     )?;

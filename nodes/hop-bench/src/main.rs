@@ -47,8 +47,9 @@ fn main() -> eyre::Result<()> {
         }
         "sink" => {
             let messages = env_num("HOP_MESSAGES", 200)?;
+            // The source answers any request with its one batch: the index is not used.
             for _ in 0..2 {
-                send_array(&mut node, "request", Request::train().to_arrow())?;
+                send_array(&mut node, "request", Request::train(0).to_arrow())?;
             }
             let (mut received, mut bytes, mut checksum) = (0usize, 0usize, 0f64);
             let mut first: Option<Instant> = None;
@@ -75,7 +76,7 @@ fn main() -> eyre::Result<()> {
                     bytes = 0; // time from the first arrival: count what arrives after it
                 }
                 if received + 1 < messages {
-                    send_array(&mut node, "request", Request::train().to_arrow())?;
+                    send_array(&mut node, "request", Request::train(0).to_arrow())?;
                 }
                 if received == messages {
                     break;
@@ -87,7 +88,7 @@ fn main() -> eyre::Result<()> {
                 "gb_per_s": bytes as f64 / secs / 1e9, "checksum": checksum,
                 "message_bytes": bytes / received.saturating_sub(1).max(1),
             });
-            geosr::checkpoint::write_atomic(
+            geosr::atomic::write_atomic(
                 &settings.run_dir.join("hop.json"),
                 serde_json::to_string_pretty(&body)?.as_bytes(),
             )?;

@@ -3,25 +3,30 @@
 use geosr::settings::Settings;
 use geosr_torch::loss::PixelLoss;
 use geosr_torch::SettingsTorch;
+use std::process::ExitCode;
 
-fn main() -> eyre::Result<()> {
-    geosr::stage::keep_freed_memory();
-    let settings = Settings::from_env().map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
-    settings
-        .check_run_dir()
-        .map_err(|e| eyre::eyre!("pixel-loss: {e}"))?;
-    geosr::stage::init("pixel-loss", &settings.run_dir);
-    settings.apply_threads();
-    let device = settings.torch_device()?;
-    if settings.pixel_loss == "none" {
-        eyre::bail!("pixel-loss: pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
-    }
-    let loss = PixelLoss::from_settings(&settings);
-    geosr_torch::loss_stage::run_loss_stage(
-        dora_node_api::DoraNode::init_from_env()?,
-        "pixel-loss",
-        &loss,
-        &settings.run_dir,
-        device,
-    )
+const STAGE: &str = "pixel-loss";
+
+fn main() -> ExitCode {
+    geosr::node::run(STAGE, || {
+        geosr::stage::keep_freed_memory();
+        let (node, mut inbox) = geosr::node::connect(STAGE)?;
+        let settings = Settings::from_env()?;
+        inbox.set_limit(settings.wait_limit());
+        settings.check_run_dir()?;
+        geosr::stage::init(STAGE, &settings.run_dir);
+        settings.apply_threads();
+        let device = settings.torch_device()?;
+        if settings.pixel_loss == "none" {
+            eyre::bail!("pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
+        }
+        let loss = PixelLoss::from_settings(&settings);
+        geosr_torch::loss_stage::run_loss_stage(
+            (node, inbox),
+            STAGE,
+            &loss,
+            &settings.run_dir,
+            device,
+        )
+    })
 }

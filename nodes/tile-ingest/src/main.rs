@@ -1,28 +1,38 @@
 //! `tile-ingest`: serves HR chips (and LR chips for paired data) one batch per request, or, with
 //! `ingest_mode: infer`, the overlapping LR tiles of a raster to super-resolve, in raster order.
 //! See README.md beside this file for inputs, outputs and settings.
-use dora_node_api::{DoraNode, Event};
+use dora_node_api::DoraNode;
 use geosr::chips::ChipPlan;
 use geosr::flow::{Request, TileCounts};
+use geosr::node::{Inbox, Next};
 use geosr::settings::Settings;
 use geosr::stage::send_batch;
-use geosr::tile::Split;
+use geosr::tile::{Split, TileBatch};
+use std::process::ExitCode;
 
-fn main() -> eyre::Result<()> {
-    let settings = Settings::from_env().map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
-    match settings.ingest_mode.as_str() {
-        "infer" => return serve_inference_tiles(&settings),
-        "evaluate" => return serve_evaluation_tiles(&settings),
-        _ => {}
-    }
-    settings
-        .check_run_dir()
-        .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
-    geosr::stage::pin_mmap_threshold();
-    geosr::stage::init("tile-ingest", &settings.run_dir);
-    let (mut node, mut events) = DoraNode::init_from_env()?;
+const STAGE: &str = "tile-ingest";
+
+fn main() -> ExitCode {
+    geosr::node::run(STAGE, || {
+        let (node, mut inbox) = geosr::node::connect(STAGE)?;
+        let settings = Settings::from_env()?;
+        inbox.set_limit(settings.wait_limit());
+        geosr::stage::pin_mmap_threshold();
+        match settings.ingest_mode.as_str() {
+            "infer" => serve_inference_tiles(node, inbox, &settings),
+            "evaluate" => serve_evaluation_tiles(node, inbox, &settings),
+            _ => serve_training_chips(node, inbox, &settings),
+        }
+    })
+}
+
+/// Training mode: `train` request `k` → training batch `k` on `hr` (and `lr` when paired);
+/// `val` request `i` → validation batch `i` on `hr_val` (and `lr_val`).
+fn serve_training_chips(node: DoraNode, inbox: Inbox, settings: &Settings) -> eyre::Result<()> {
+    settings.check_run_dir()?;
+    geosr::stage::init(STAGE, &settings.run_dir);
     // Plan before serving anything: a bad input fails here with one message naming the file.
-    let mut plan = ChipPlan::new(&settings).map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    let mut plan = ChipPlan::new(settings)?;
     let rasters: Vec<_> = plan.rasters().into_iter().cloned().collect();
     let data = serde_json::json!({
         "rasters": rasters,
@@ -40,7 +50,7 @@ fn main() -> eyre::Result<()> {
         "seed": settings.seed,
         "normalisation": plan.norm,
     });
-    geosr::checkpoint::write_atomic(
+    geosr::atomic::write_atomic(
         &settings.run_dir.join("data.json"),
         serde_json::to_string_pretty(&data)?.as_bytes(),
     )?;
@@ -51,50 +61,34 @@ fn main() -> eyre::Result<()> {
         skipped_nodata = plan.skipped_nodata,
         "chips planned"
     );
-    let mut counts = TileCounts::new("tile-ingest");
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } if id.as_str() == "request" => {
-                let req = Request::from_arrow(data.as_array().as_ref())?;
-                let (hr, lr, suffix) = match req.split {
-                    Split::Train => {
-                        let (hr, lr) = plan.next_train()?;
-                        (hr, lr, "")
-                    }
-                    _ => {
-                        let (hr, lr) = plan.val_batch(req.index as usize)?;
-                        (hr, lr, "_val")
-                    }
-                };
-                counts.count_in("request", 1);
-                let out = format!("hr{suffix}");
-                counts.count_out(&out, send_batch(&mut node, &out, hr)?);
-                if let Some(lr) = lr {
-                    let out = format!("lr{suffix}");
-                    counts.count_out(&out, send_batch(&mut node, &out, lr)?);
-                }
+    serve(node, inbox, &settings.run_dir, |req| {
+        let (hr, lr, suffix) = match req.split {
+            Split::Train => {
+                let (hr, lr) = plan.train_batch(req.index)?;
+                (hr, lr, "")
             }
-            Event::Input { id, .. } => tracing::warn!(input = %id, "ignoring unexpected input"),
-            Event::InputClosed { .. } | Event::Stop(_) => break,
-            _ => {}
+            _ => {
+                let (hr, lr) = plan.val_batch(req.index as usize)?;
+                (hr, lr, "_val")
+            }
+        };
+        let mut out = vec![(format!("hr{suffix}"), hr)];
+        if let Some(lr) = lr {
+            out.push((format!("lr{suffix}"), lr));
         }
-    }
-    counts.write(&settings.run_dir)?;
-    Ok(())
+        Ok(out)
+    })
 }
 
 /// Evaluation mode: answers request `i` with batch `i` of overlapping HR tiles on `hr`, cut so
 /// that, once degraded by the model's factor, they have the size and overlap of the LR tiles
 /// inference uses.
-fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
+fn serve_evaluation_tiles(node: DoraNode, inbox: Inbox, settings: &Settings) -> eyre::Result<()> {
+    geosr::stage::init(STAGE, &settings.log_dir);
     let dir = settings.model.as_ref().ok_or_else(|| {
-        eyre::eyre!(
-            "tile-ingest: evaluation needs GEOSR_MODEL, the run directory of a trained model"
-        )
+        eyre::eyre!("evaluation needs GEOSR_MODEL, the run directory of a trained model")
     })?;
-    let card = geosr::checkpoint::load_checkpoint(dir)
-        .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?
-        .card;
+    let card = geosr::checkpoint::load_checkpoint(dir)?.card;
     let plan = geosr::scan::EvalPlan::new(
         &settings.input,
         &card,
@@ -102,25 +96,23 @@ fn serve_evaluation_tiles(settings: &Settings) -> eyre::Result<()> {
         settings.overlap,
         settings.infer_batch as usize,
         settings.nodata,
-    )
-    .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    )?;
     tracing::info!(
         input = %settings.input.display(),
         rasters = plan.plans.len(),
         batches = plan.batches(),
         "evaluation tiles planned"
     );
-    serve_by_index(settings, "hr", |i| plan.batch(i))
+    serve(node, inbox, &settings.log_dir, |req| {
+        Ok(vec![("hr".into(), plan.batch(req.index as usize)?)])
+    })
 }
 
 /// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`.
-fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
+fn serve_inference_tiles(node: DoraNode, inbox: Inbox, settings: &Settings) -> eyre::Result<()> {
+    geosr::stage::init(STAGE, &settings.log_dir);
     let card = match &settings.model {
-        Some(dir) => Some(
-            geosr::checkpoint::load_checkpoint(dir)
-                .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?
-                .card,
-        ),
+        Some(dir) => Some(geosr::checkpoint::load_checkpoint(dir)?.card),
         None => None,
     };
     let plan = geosr::scan::ScanPlan::new(
@@ -130,8 +122,7 @@ fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
         settings.overlap,
         settings.infer_batch as usize,
         settings.nodata,
-    )
-    .map_err(|e| eyre::eyre!("tile-ingest: {e}"))?;
+    )?;
     tracing::info!(
         raster = %settings.input.display(),
         tiles = plan.windows.len(),
@@ -139,32 +130,37 @@ fn serve_inference_tiles(settings: &Settings) -> eyre::Result<()> {
         batches = plan.batches(),
         "inference tiles planned"
     );
-    serve_by_index(settings, "lr", |i| plan.batch(i))
+    serve(node, inbox, &settings.log_dir, |req| {
+        Ok(vec![("lr".into(), plan.batch(req.index as usize)?)])
+    })
 }
 
-/// The request loop of the inference and evaluation modes: request `i` → `batch(i)` on `output`.
-/// The plan is made before the node connects, so a bad input fails with its own message first.
-fn serve_by_index(
-    settings: &Settings,
-    output: &str,
-    batch: impl Fn(usize) -> geosr::Result<geosr::tile::TileBatch>,
+/// The request loop: each request is answered with the batches `answer` gives, until the stage
+/// that asks ends (a requester that failed reports that itself).
+fn serve(
+    mut node: DoraNode,
+    mut inbox: Inbox,
+    counts_dir: &std::path::Path,
+    mut answer: impl FnMut(Request) -> geosr::Result<Vec<(String, TileBatch)>>,
 ) -> eyre::Result<()> {
-    geosr::stage::pin_mmap_threshold();
-    geosr::stage::init("tile-ingest", &settings.log_dir);
-    let (mut node, mut events) = DoraNode::init_from_env()?;
-    let mut counts = TileCounts::new("tile-ingest");
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } if id.as_str() == "request" => {
-                let req = Request::from_arrow(data.as_array().as_ref())?;
+    let mut counts = TileCounts::new(STAGE);
+    loop {
+        match inbox.next(None)? {
+            Next::Input { id, data } if id == "request" => {
+                let req = Request::from_arrow(data.as_ref())?;
                 counts.count_in("request", 1);
-                let b = batch(req.index as usize)?;
-                counts.count_out(output, send_batch(&mut node, output, b)?);
+                for (output, batch) in answer(req)? {
+                    counts.count_out(&output, send_batch(&mut node, &output, batch)?);
+                }
             }
-            Event::InputClosed { .. } | Event::Stop(_) => break,
-            _ => {}
+            Next::Input { id, .. } => tracing::warn!(input = %id, "ignoring unexpected input"),
+            Next::PeerFailed { node, .. } => {
+                tracing::info!(%node, "the stage asking for tiles failed; stopping");
+                break;
+            }
+            Next::Closed { .. } | Next::Stop => break,
         }
     }
-    counts.write(&settings.log_dir)?;
+    counts.write(counts_dir)?;
     Ok(())
 }

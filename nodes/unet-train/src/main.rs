@@ -1,19 +1,21 @@
 //! `unet-train`: trains the U-Net. Asks ingest for batches (request/credit flow), sends each SR
 //! prediction to the loss stages, sums the gradients they return, steps Adam, validates, and
 //! writes checkpoints, the model card and metrics.csv. See README.md beside this file.
-use dora_node_api::{DoraNode, Event};
+use dora_node_api::DoraNode;
 use eyre::{bail, WrapErr};
-use geosr::checkpoint::{load_checkpoint, write_checkpoint, ModelCard};
+use geosr::checkpoint::{latest_checkpoint, write_checkpoint, ModelCard};
 use geosr::flow::{Request, TileCounts};
+use geosr::metrics_log::MetricsLog;
+use geosr::node::{Inbox, Next};
 use geosr::settings::{Settings, DEFAULT_STEPS};
 use geosr::stage::{send_array, send_batch};
 use geosr::tile::TileBatch;
 use geosr_torch::train::{combine_grads, Trainer, Validation};
 use geosr_torch::unet::UNetConfig;
 use geosr_torch::{SettingsTorch, TileTensors, TorchResult};
-use std::collections::{BTreeMap, VecDeque};
-use std::io::Write;
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::ExitCode;
 use std::time::Instant;
 use tch::Tensor;
 
@@ -25,14 +27,16 @@ struct Pending {
     replies: BTreeMap<String, (f64, Tensor)>,
 }
 
-/// A validation pass in progress.
+/// A validation pass in progress. Batches are joined (LR with HR) and scored in index order,
+/// whatever order they arrive in, so the figures do not depend on timing.
 #[derive(Default)]
 struct ValPass {
     total: Option<u32>,
     requested: u32,
     done: u32,
-    lr: BTreeMap<u64, TileBatch>,
-    hr: BTreeMap<u64, TileBatch>,
+    /// By index in the split.
+    lr: BTreeMap<u32, TileBatch>,
+    hr: BTreeMap<u32, TileBatch>,
     quality: Validation,
 }
 
@@ -44,14 +48,19 @@ struct Run {
     first: Option<TileBatch>,
     total_steps: u64,
     val_every: u64,
-    requested_train: u64,
-    train_target: u64,
-    queue: VecDeque<TileBatch>,
+    /// The next training batch number to ask for (batch `k` trains step `k + 1`).
+    next_request: u64,
+    /// Training batches received and not yet trained on, by batch number.
+    queue: BTreeMap<u64, TileBatch>,
     pending: Option<Pending>,
     val: Option<ValPass>,
     counts: TileCounts,
-    /// Opened when the first batch arrives, so a run that fails to start truncates nothing.
-    metrics: Option<std::fs::File>,
+    /// Opened when the first batch arrives, so a run that fails to start changes nothing.
+    metrics: Option<MetricsLog>,
+    /// The step the run resumed from (0 for a fresh run).
+    start_step: u64,
+    /// The step of the last checkpoint on disk (the resumed one at first).
+    saved_step: u64,
     loss_sum: f64,
     loss_n: u64,
     last_val: Option<Validation>,
@@ -64,26 +73,28 @@ struct Run {
     step_done_s: Vec<f64>,
 }
 
-fn main() -> eyre::Result<()> {
-    geosr::stage::keep_freed_memory();
-    let settings = Settings::from_env().map_err(|e| eyre::eyre!("unet-train: {e}"))?;
-    settings
-        .check_run_dir()
-        .map_err(|e| eyre::eyre!("unet-train: {e}"))?;
-    geosr::stage::init("unet-train", &settings.run_dir);
-    settings.apply_threads();
-    let (node, mut events) = DoraNode::init_from_env()?;
-    let inputs: Vec<String> = node
-        .node_config()
-        .inputs
-        .keys()
-        .map(|k| k.to_string())
-        .collect();
-    let losses = loss_inputs(&inputs, &settings)?;
+const STAGE: &str = "unet-train";
+
+fn main() -> ExitCode {
+    geosr::node::run(STAGE, || {
+        geosr::stage::keep_freed_memory();
+        let (node, mut inbox) = geosr::node::connect(STAGE)?;
+        let settings = Settings::from_env()?;
+        inbox.set_limit(settings.wait_limit());
+        settings.check_run_dir()?;
+        geosr::stage::init(STAGE, &settings.run_dir);
+        settings.apply_threads();
+        train(node, inbox, settings)
+    })
+}
+
+fn train(node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result<()> {
+    let losses = loss_inputs(&inbox.input_ids(), &settings)?;
     let resume = match &settings.resume {
-        Some(dir) => Some(load_checkpoint(dir).wrap_err("unet-train: resume")?),
+        Some(dir) => Some(latest_checkpoint(dir).wrap_err("resume")?),
         None => None,
     };
+    let start_step = resume.as_ref().map(|r| r.card.step).unwrap_or(0);
     tracing::info!(?losses, run_dir = %settings.run_dir.display(), "trainer ready");
     let mut run = Run {
         total_steps: settings.steps.map(u64::from).unwrap_or(0),
@@ -93,13 +104,14 @@ fn main() -> eyre::Result<()> {
         losses,
         trainer: None,
         first: None,
-        requested_train: 0,
-        train_target: 1,
-        queue: VecDeque::new(),
+        next_request: start_step,
+        queue: BTreeMap::new(),
         pending: None,
         val: None,
-        counts: TileCounts::new("unet-train"),
+        counts: TileCounts::new(STAGE),
         metrics: None,
+        start_step,
+        saved_step: start_step,
         loss_sum: 0.0,
         loss_n: 0,
         last_val: None,
@@ -110,82 +122,55 @@ fn main() -> eyre::Result<()> {
         finished: false,
         step_done_s: Vec::new(),
     };
-    let start_step = resume.as_ref().map(|r| r.card.step).unwrap_or(0);
+    // One batch first: it tells the run's length in epochs and the tiles' band count.
     run.request_train(1)?;
     let mut resume = resume;
-    while let Some(event) = events.recv() {
-        match event {
-            Event::Input { id, data, .. } => {
-                let batch = TileBatch::from_arrow(data.as_array().as_ref())
-                    .wrap_err_with(|| format!("unet-train: input `{id}`"))?;
+    while !run.finished {
+        let waiting = run.waiting_for(&inbox);
+        match inbox.next(Some(&waiting))? {
+            Next::Input { id, data } => {
+                let batch = TileBatch::from_arrow(data.as_ref()).map_err(|e| {
+                    eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
+                })?;
+                run.counts.count_in(&id, batch.len());
                 match id.as_str() {
                     "lr" => {
-                        run.counts.count_in("lr", batch.len());
                         if run.trainer.is_none() {
-                            run.init_trainer(&batch, resume.take(), start_step)?;
+                            run.init_trainer(&batch, resume.take())?;
                         }
-                        run.queue.push_back(batch);
+                        if batch.batch_id < run.step() || run.queue.contains_key(&batch.batch_id) {
+                            bail!("training batch {} arrived twice", batch.batch_id);
+                        }
+                        run.queue.insert(batch.batch_id, batch);
                     }
                     "lr_val" | "hr_val" => {
-                        run.counts.count_in(id.as_str(), batch.len());
                         let val = run.val.as_mut().ok_or_else(|| {
                             eyre::eyre!("validation batch outside a validation pass")
                         })?;
                         val.total = Some(batch.batches_in_split);
-                        let slot = if id.as_str() == "lr_val" {
+                        let slot = if id == "lr_val" {
                             &mut val.lr
                         } else {
                             &mut val.hr
                         };
-                        slot.insert(batch.batch_id, batch);
+                        slot.insert(batch.index_in_split, batch);
                     }
-                    other if other.starts_with("loss") => {
-                        run.counts.count_in(other, batch.len());
-                        run.loss_reply(other, batch)?
-                    }
+                    other if other.starts_with("loss") => run.loss_reply(other, batch)?,
                     other => tracing::warn!(input = other, "ignoring unexpected input"),
                 }
                 run.drive()?;
-                if run.finished {
-                    break;
-                }
             }
-            Event::InputClosed { id } if !run.finished => {
-                let id = id.to_string();
-                let hint = if id.starts_with("loss") {
-                    "a loss stage exited"
-                } else {
-                    "an upstream stage exited"
-                };
-                run.save_progress("stopped early")?;
-                bail!(
-                    "unet-train: input `{id}` closed at step {} of {}: {hint}; see its log",
-                    run.step(),
-                    run.total_steps
-                );
+            Next::Closed { id } => {
+                let why = format!("`{}` ended", inbox.source_of(&id));
+                return Err(run.stopped_early(&why));
             }
-            Event::Stop(cause) => {
-                if !run.finished {
-                    tracing::warn!(
-                        ?cause,
-                        step = run.step(),
-                        "stopped before the last step; saving a checkpoint to resume from"
-                    );
-                    run.save_progress("stopped")?;
-                }
-                break;
+            Next::PeerFailed { node, error } => {
+                return Err(run.stopped_early(&format!("`{node}` failed ({error})")));
             }
-            _ => {}
+            Next::Stop => return Err(run.stopped_early("the dataflow was stopped")),
         }
     }
     run.counts.write(&run.settings.run_dir)?;
-    if !run.finished {
-        bail!(
-            "unet-train: the dataflow ended at step {} of {}",
-            run.step(),
-            run.total_steps
-        );
-    }
     Ok(())
 }
 
@@ -230,21 +215,76 @@ impl Run {
         self.trainer.as_ref().map(|t| t.step()).unwrap_or(0)
     }
 
+    /// Asks for the next `n` training batches, never past the last step's.
     fn request_train(&mut self, n: u64) -> eyre::Result<()> {
         for _ in 0..n {
-            send_array(&mut self.node, "request", Request::train().to_arrow())?;
+            if self.trainer.is_some() && self.next_request >= self.total_steps {
+                break;
+            }
+            let k = self.next_request;
+            send_array(&mut self.node, "request", Request::train(k).to_arrow())?;
             self.counts.count_out("request", 1);
-            self.requested_train += 1;
+            self.next_request += 1;
         }
         Ok(())
+    }
+
+    /// What the trainer waits for now, for the message of a wait that runs out.
+    fn waiting_for(&self, inbox: &Inbox) -> String {
+        if let Some(p) = &self.pending {
+            let missing: Vec<String> = self
+                .losses
+                .iter()
+                .filter(|(name, _)| !p.replies.contains_key(name))
+                .map(|(name, _)| format!("`{}`", inbox.source_of(name)))
+                .collect();
+            return format!(
+                "the loss of step {} from {}",
+                self.step() + 1,
+                missing.join(", ")
+            );
+        }
+        if let Some(v) = &self.val {
+            return format!(
+                "validation batch {} of {} from `{}` and `{}`",
+                v.done,
+                v.total.map(|t| t.to_string()).unwrap_or("?".into()),
+                inbox.source_of("lr_val"),
+                inbox.source_of("hr_val")
+            );
+        }
+        format!(
+            "training batch {} from `{}`",
+            self.step(),
+            inbox.source_of("lr")
+        )
+    }
+
+    /// Saves what the run has (a checkpoint at the last completed step) and says how to go on.
+    fn stopped_early(&mut self, why: &str) -> eyre::Report {
+        let saved = match self.save_progress("stopped early") {
+            Ok(()) if self.saved_step > 0 => format!(
+                "the last checkpoint is at step {}; continue with `resume: {}`",
+                self.saved_step,
+                self.settings.run_dir.display()
+            ),
+            Ok(()) => "no step was trained, nothing was saved".to_owned(),
+            Err(e) => format!("saving a checkpoint failed too ({e:#})"),
+        };
+        let _ = self.counts.write(&self.settings.run_dir);
+        eyre::eyre!(
+            "stopped at step {} of {}: {why}; {saved}",
+            self.step(),
+            self.total_steps
+        )
     }
 
     fn init_trainer(
         &mut self,
         first: &TileBatch,
         resume: Option<geosr::checkpoint::LoadedCheckpoint>,
-        start: u64,
     ) -> eyre::Result<()> {
+        let start = self.start_step;
         let per_epoch = first.batches_in_split.max(1) as u64;
         if self.total_steps == 0 {
             self.total_steps = self
@@ -262,22 +302,10 @@ impl Run {
         let run_dir = &self.settings.run_dir;
         std::fs::create_dir_all(run_dir)
             .wrap_err_with(|| format!("creating {}", run_dir.display()))?;
-        let metrics_path = run_dir.join("metrics.csv");
-        let fresh = resume.is_none() || !metrics_path.exists();
-        let mut metrics = std::fs::OpenOptions::new()
-            .create(true)
-            .append(!fresh)
-            .write(true)
-            .truncate(fresh)
-            .open(&metrics_path)
-            .wrap_err_with(|| format!("opening {}", metrics_path.display()))?;
-        if fresh {
-            writeln!(
-                metrics,
-                "step,epoch,train_loss,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,lr,elapsed_s"
-            )?;
-        }
-        self.metrics = Some(metrics);
+        // A resumed run keeps the rows up to its checkpoint: what a killed run logged after that
+        // is not this run's history.
+        let resumed_at = resume.as_ref().map(|r| r.card.step);
+        self.metrics = Some(MetricsLog::open(&run_dir.join("metrics.csv"), resumed_at)?);
         let cfg = UNetConfig::from_settings(&self.settings, first.bands);
         let device = self.settings.torch_device()?;
         let mut trainer = Trainer::new(&cfg, &self.settings, device, self.total_steps);
@@ -306,11 +334,7 @@ impl Run {
             ..first.clone()
         });
         // Ask for exactly the batches the remaining steps use, `prefetch` ahead of training.
-        self.train_target = self.total_steps.saturating_sub(start);
-        let ahead = (self.settings.prefetch as u64)
-            .max(1)
-            .min(self.train_target.saturating_sub(self.requested_train));
-        self.request_train(ahead)?;
+        self.request_train((self.settings.prefetch as u64).max(1))?;
         Ok(())
     }
 
@@ -371,7 +395,8 @@ impl Run {
                 }
                 continue;
             }
-            let Some(batch) = self.queue.pop_front() else {
+            // Steps take their batches in order: batch `k` trains step `k + 1`.
+            let Some(batch) = self.queue.remove(&self.step()) else {
                 return Ok(());
             };
             self.start_step(batch)?;
@@ -394,9 +419,7 @@ impl Run {
         });
         let n = send_batch(&mut self.node, "pred", msg)?;
         self.counts.count_out("pred", n);
-        if self.requested_train < self.train_target {
-            self.request_train(1)?;
-        }
+        self.request_train(1)?;
         Ok(())
     }
 
@@ -471,18 +494,13 @@ impl Run {
     fn drive_validation(&mut self) -> eyre::Result<bool> {
         let trainer = self.trainer.as_ref().expect("exists");
         let pass = self.val.as_mut().expect("checked");
-        let ready: Vec<u64> = pass
-            .lr
-            .keys()
-            .filter(|k| pass.hr.contains_key(k))
-            .copied()
-            .collect();
-        let progressed = !ready.is_empty();
-        for id in ready {
-            let lr = pass.lr.remove(&id).expect("listed");
-            let hr = pass.hr.remove(&id).expect("listed");
+        let mut progressed = false;
+        while pass.lr.contains_key(&pass.done) && pass.hr.contains_key(&pass.done) {
+            let lr = pass.lr.remove(&pass.done).expect("checked");
+            let hr = pass.hr.remove(&pass.done).expect("checked");
             trainer.validate(&lr, &hr, &mut pass.quality)?;
             pass.done += 1;
+            progressed = true;
         }
         if let Some(total) = pass.total {
             let outstanding = pass.requested - pass.done;
@@ -538,8 +556,7 @@ impl Run {
         let Some(metrics) = self.metrics.as_mut() else {
             return Ok(());
         };
-        writeln!(
-            metrics,
+        metrics.append(&format!(
             "{step},{},{loss},{},{},{},{},{},{:.1}",
             self.epoch,
             v(q.map(|q| q.sr.psnr()), 4),
@@ -552,8 +569,7 @@ impl Run {
                 format!("{lr:.3e}")
             },
             self.started.elapsed().as_secs_f64()
-        )?;
-        metrics.flush()?;
+        ))?;
         if q.is_none() {
             self.loss_sum = 0.0;
             self.loss_n = 0;
@@ -584,15 +600,16 @@ impl Run {
             "batch_size": self.first.as_ref().map(|b| b.len()),
             "total_seconds": self.started.elapsed().as_secs_f64(),
         });
-        geosr::checkpoint::write_atomic(
+        geosr::atomic::write_atomic(
             &self.settings.run_dir.join("timing.json"),
             serde_json::to_string_pretty(&body)?.as_bytes(),
         )?;
         Ok(())
     }
 
+    /// Saves a checkpoint when a step was trained since the last one.
     fn save_progress(&mut self, why: &str) -> eyre::Result<()> {
-        if self.trainer.as_ref().map(|t| t.step() > 0).unwrap_or(false) {
+        if self.trainer.is_some() && self.step() > self.saved_step {
             self.save(false, why)?;
         }
         Ok(())
@@ -621,6 +638,7 @@ impl Run {
         {
             tracing::warn!(error = %e, "curves.png not drawn");
         }
+        self.saved_step = card.step;
         tracing::info!(step = card.step, why, dir = %dir.display(), "checkpoint written");
         Ok(())
     }
@@ -638,9 +656,7 @@ impl Run {
             let stage = self.node.node_config().inputs.get(
                 &dora_node_api::dora_core::config::DataId::from(name.clone()),
             );
-            let source = stage
-                .map(|s| format!("{:?}", s.mapping))
-                .unwrap_or_default();
+            let source = stage.map(|s| s.mapping.to_string()).unwrap_or_default();
             losses.push(serde_json::json!({ "input": name, "weight": w, "from": source }));
         }
         // Attach each loss stage's own description, written by the stage at start-up.
@@ -675,6 +691,7 @@ impl Run {
             epoch: self.epoch,
             device: format!("{:?}", trainer.device),
             weights_sha256: String::new(),
+            optimizer_sha256: String::new(),
             written_unix_s: 0,
         })
     }
