@@ -42,6 +42,11 @@ impl PendingFile {
         remove_stale_temporaries(dest);
         let tmp = temporary_name(dest, std::process::id(), suffix);
         remove_any(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        // A folder that cannot take the file fails here, naming the destination, rather than
+        // later in a driver's words about a hidden temporary name.
+        std::fs::File::create(&tmp)
+            .and_then(|_| std::fs::remove_file(&tmp))
+            .map_err(|e| Error::io(dest, e))?;
         Ok(PendingFile {
             dest: dest.to_path_buf(),
             tmp,

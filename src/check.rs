@@ -73,6 +73,8 @@ pub struct GraphNode {
     pub env: Vec<(String, String)>,
     /// input id → its `queue_size` (dora's default is 10)
     pub queue_sizes: BTreeMap<String, usize>,
+    /// The inputs set to `queue_policy: backpressure`.
+    pub reliable: BTreeSet<String>,
 }
 
 /// The geosr stage a file implements: `tile-ingest`, `libop_pixel_loss.so` → `pixel-loss`,
@@ -135,9 +137,14 @@ pub fn read_graph(graph: &Path) -> Result<Vec<GraphNode>> {
         for (pid, spec, stage) in parts {
             let mut inputs = BTreeMap::new();
             let mut queue_sizes = BTreeMap::new();
+            let mut reliable = BTreeSet::new();
             for (k, v) in spec["inputs"].as_mapping().into_iter().flatten() {
                 if let (Some(name), Some(q)) = (k.as_str(), v["queue_size"].as_u64()) {
                     queue_sizes.insert(name.to_owned(), q as usize);
+                }
+                if let (Some(name), Some("backpressure")) = (k.as_str(), v["queue_policy"].as_str())
+                {
+                    reliable.insert(name.to_owned());
                 }
                 let src = v
                     .as_str()
@@ -164,6 +171,7 @@ pub fn read_graph(graph: &Path) -> Result<Vec<GraphNode>> {
                 outputs,
                 env: env.clone(),
                 queue_sizes,
+                reliable,
             });
         }
     }
@@ -208,6 +216,14 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                     src.outputs.iter().cloned().collect::<Vec<_>>().join(", ")
                 ));
                 continue;
+            }
+            // dora 1.1's default direct path may drop a message under load or let a later one
+            // overtake it; backpressure keeps an edge on the daemon's reliable, ordered path.
+            if Kind::of_port(input).is_some() && !n.reliable.contains(input) {
+                problems.push(format!(
+                    "node `{}` input `{input}` must be wired as `{{source: {from}/{out}, queue_policy: backpressure}}`: on dora's default path a message can be dropped under load, and a batch that never comes stops the flow",
+                    n.id
+                ));
             }
             if let (Some(want), Some(got)) = (Kind::of_port(input), Kind::of_port(out)) {
                 if want != got {

@@ -37,6 +37,16 @@ pub struct UNetConfig {
     pub skip: String,
 }
 
+impl std::fmt::Display for UNetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bands, ×{}, depth {}, width {}, {}, skip {}",
+            self.bands, self.factor, self.depth, self.width, self.upsample, self.skip
+        )
+    }
+}
+
 impl UNetConfig {
     pub fn from_settings(s: &crate::settings::Settings, bands: usize) -> Self {
         UNetConfig {
@@ -168,13 +178,14 @@ pub fn load_checkpoint(dir: &Path) -> Result<LoadedCheckpoint> {
         ));
     }
     let optimizer = dir.join("optimizer.safetensors");
-    if !card.optimizer_sha256.is_empty() && optimizer.is_file() {
-        if sha256_file(&optimizer)? != card.optimizer_sha256 {
-            return Err(Error::checkpoint(
-                &optimizer,
-                "SHA-256 differs from the one in model.json (a half-written or foreign file)",
-            ));
-        }
+    if !card.optimizer_sha256.is_empty()
+        && optimizer.is_file()
+        && sha256_file(&optimizer)? != card.optimizer_sha256
+    {
+        return Err(Error::checkpoint(
+            &optimizer,
+            "SHA-256 differs from the one in model.json (a half-written or foreign file)",
+        ));
     }
     Ok(LoadedCheckpoint {
         dir: dir.to_path_buf(),

@@ -640,7 +640,7 @@ impl Report {
         for r in &self.rasters {
             let c = &r.comparison;
             md.push_str(&format!(
-                "\n## {}\n\n{}×{} px, {} bands, {} pixels compared, {} SSIM windows; data range per band {:?}.\n\n",
+                "\n## {}\n\n{}×{} px, {} bands, {} pixels compared, {} SSIM windows; data range per band {}.\n\n",
                 c.hr.display(),
                 c.width,
                 c.height,
@@ -648,6 +648,10 @@ impl Report {
                 c.pixels,
                 c.ssim_windows,
                 c.data_range
+                    .iter()
+                    .map(|r| format!("{r}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             let rows: Vec<_> = ordered(&c.methods)
                 .into_iter()

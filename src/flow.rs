@@ -105,9 +105,10 @@ impl Request {
 /// let mut w = CreditWindow::new(2);
 /// assert_eq!(w.to_request(), vec![0]);
 /// w.receive(0, 3, "a").unwrap();
+/// assert_eq!(w.next_ready(), Some("a"));
 /// assert_eq!(w.to_request(), vec![1, 2]);
 /// w.receive(2, 3, "c").unwrap(); // overtook batch 1
-/// assert_eq!(w.next_ready(), Some("a"));
+/// assert_eq!(w.overtaking(), 1);
 /// assert_eq!(w.next_ready(), None);
 /// w.receive(1, 3, "b").unwrap();
 /// assert_eq!((w.next_ready(), w.next_ready()), (Some("b"), Some("c")));
@@ -120,6 +121,8 @@ pub struct CreditWindow<T> {
     requested: u64,
     delivered: u64,
     held: std::collections::BTreeMap<u64, T>,
+    overtaking: u64,
+    duplicates: u64,
 }
 
 impl<T> CreditWindow<T> {
@@ -131,6 +134,8 @@ impl<T> CreditWindow<T> {
             requested: 0,
             delivered: 0,
             held: Default::default(),
+            overtaking: 0,
+            duplicates: 0,
         }
     }
 
@@ -146,8 +151,10 @@ impl<T> CreditWindow<T> {
         out
     }
 
-    /// Takes the reply to request `index`, of a split of `total` batches.
-    pub fn receive(&mut self, index: u64, total: u64, item: T) -> Result<()> {
+    /// Takes the reply to request `index`, of a split of `total` batches. A second reply to the
+    /// same request (the request was asked again after a silence, and both answers came) is
+    /// dropped: returns whether the reply was new.
+    pub fn receive(&mut self, index: u64, total: u64, item: T) -> Result<bool> {
         if let Some(n) = self.total {
             if n != total {
                 return Err(Error::Contract(format!(
@@ -162,11 +169,32 @@ impl<T> CreditWindow<T> {
             )));
         }
         if index < self.delivered || self.held.contains_key(&index) {
-            return Err(Error::Contract(format!("batch {index} arrived twice")));
+            self.duplicates += 1;
+            return Ok(false);
         }
         self.total = Some(total);
+        if (self.delivered..index).any(|i| !self.held.contains_key(&i)) {
+            self.overtaking += 1;
+        }
         self.held.insert(index, item);
-        Ok(())
+        Ok(true)
+    }
+
+    /// The requests still unanswered, to ask again after a silence.
+    pub fn missing(&self) -> Vec<u64> {
+        (self.delivered..self.requested)
+            .filter(|i| !self.held.contains_key(i))
+            .collect()
+    }
+
+    /// Second replies dropped so far.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Replies that arrived before one asked for earlier (how often order had to be restored).
+    pub fn overtaking(&self) -> u64 {
+        self.overtaking
     }
 
     /// The next reply in index order, if it has arrived.
@@ -258,15 +286,16 @@ mod tests {
         assert_eq!(w.to_request(), vec![1, 2, 3]);
         assert!(w.receive(5, 10, 5).is_err(), "never asked for");
         assert!(w.receive(1, 11, 1).is_err(), "total changed");
-        w.receive(3, 10, 3).unwrap();
-        assert!(w.receive(3, 10, 3).is_err(), "twice");
+        assert!(w.receive(3, 10, 3).unwrap());
+        assert!(!w.receive(3, 10, 3).unwrap(), "a second reply is dropped");
+        assert_eq!(w.missing(), vec![1, 2]);
         assert_eq!(w.to_request(), Vec::<u64>::new(), "3 outstanding, credit 3");
         w.receive(1, 10, 1).unwrap();
         assert_eq!(w.next_ready(), Some(1));
         assert_eq!(w.next_ready(), None, "2 still missing");
         assert_eq!(w.to_request(), vec![4]);
-        assert!(w.receive(0, 10, 0).is_err(), "already delivered");
-        assert_eq!(w.progress(), "2 of 10");
+        assert!(!w.receive(0, 10, 0).unwrap(), "already delivered");
+        assert_eq!((w.duplicates(), w.progress()), (2, "2 of 10".to_owned()));
     }
 
     #[test]

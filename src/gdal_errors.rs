@@ -86,22 +86,13 @@ impl Watch {
             .collect()
     }
 
-    /// An error naming `path` and GDAL's messages when something failed since the start.
+    /// An error naming `path` and GDAL's first message (the root of any that followed) when
+    /// something failed since the start.
     pub fn check(&self, path: &Path, doing: &str) -> Result<()> {
-        let failures = self.failures();
-        if failures.is_empty() {
-            return Ok(());
+        match self.failures().first() {
+            None => Ok(()),
+            Some(first) => Err(Error::raster(path, format!("{doing} failed: {first}"))),
         }
-        let mut unique: Vec<String> = Vec::new();
-        for m in failures {
-            if !unique.contains(&m) {
-                unique.push(m);
-            }
-        }
-        Err(Error::raster(
-            path,
-            format!("{doing} failed: {}", unique.join("; ")),
-        ))
     }
 }
 

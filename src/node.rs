@@ -10,9 +10,11 @@
 //!   input, model): a stage that failed before connecting would leave its peers waiting at dora's
 //!   start-up barrier, and each of them would fail with an unhelpful "internal error".
 //! - [`Inbox::next`] is the only way stages receive events. While the stage waits for something
-//!   it asked for, the wait is bounded by `wait_timeout_s`; a stage idle between requests waits
-//!   as long as its peers live. Either way a daemon that is gone (killed, or its host lost) ends
-//!   the wait at once, and a peer that failed is reported by name.
+//!   it asked for, every `resend_after_s` of silence it hears [`Next::Silence`] and asks again
+//!   for what is missing (dora can lose a message between daemons under load; every request is
+//!   idempotent and duplicates are ignored), and the wait is bounded by `wait_timeout_s`. A stage
+//!   idle between requests waits as long as its peers live. Either way a daemon that is gone
+//!   (killed, or its host lost) ends the wait at once, and a peer that failed is reported by name.
 use dora_node_api::{DoraNode, Event, EventStream};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -78,8 +80,8 @@ pub fn one_line(stage: &str, e: &eyre::Report) -> String {
     }
 }
 
-/// Joins the dataflow as this process's node. The inbox waits `wait_timeout_s`'s default until
-/// [`Inbox::set_limit`] gives the stage's setting.
+/// Joins the dataflow as this process's node. The inbox waits as the default settings say until
+/// [`Inbox::configure`] gives the stage's own.
 pub fn connect(stage: &str) -> eyre::Result<(DoraNode, Inbox)> {
     let (node, events) = DoraNode::init_from_env().map_err(|e| {
         let report = eyre::Report::new(e);
@@ -90,8 +92,7 @@ pub fn connect(stage: &str) -> eyre::Result<(DoraNode, Inbox)> {
             .unwrap_or_default();
         eyre::eyre!("{stage}: could not join the dataflow ({cause})")
     })?;
-    let limit = Duration::from_secs(crate::settings::Settings::default().wait_timeout_s as u64);
-    let inbox = Inbox::new(&node, events, stage, limit);
+    let inbox = Inbox::new(&node, events, &crate::settings::Settings::default());
     Ok((node, inbox))
 }
 
@@ -108,21 +109,26 @@ pub enum Next {
     PeerFailed { node: String, error: String },
     /// dora asks the stage to stop (every input closed, or `dora stop`).
     Stop,
+    /// Nothing came for `resend_after_s` while the stage waits for a reply: time to ask again.
+    Silence,
 }
 
 /// The events of a stage, received with bounds (see the module documentation).
 pub struct Inbox {
     events: EventStream,
-    stage: String,
     /// Input id → the `node/output` feeding it.
     sources: BTreeMap<String, String>,
     limit: Duration,
+    resend: Duration,
     parent: u32,
+    /// When the last event arrived (or the last [`Next::Silence`] was given).
+    quiet_since: Instant,
 }
 
 impl Inbox {
-    /// The inbox of `node` (from [`connect`], or from `DoraNode::init_testing` in tests).
-    pub fn new(node: &DoraNode, events: EventStream, stage: &str, limit: Duration) -> Self {
+    /// The inbox of `node` (from [`connect`], or from `DoraNode::init_testing` in tests), waiting
+    /// as `settings` say.
+    pub fn new(node: &DoraNode, events: EventStream, settings: &crate::settings::Settings) -> Self {
         let sources = node
             .node_config()
             .inputs
@@ -131,16 +137,19 @@ impl Inbox {
             .collect();
         Inbox {
             events,
-            stage: stage.to_owned(),
             sources,
-            limit,
+            limit: settings.wait_limit(),
+            resend: settings.resend_limit(),
             parent: std::os::unix::process::parent_id(),
+            quiet_since: Instant::now(),
         }
     }
 
-    /// Sets how long a wait for a reply may last.
-    pub fn set_limit(&mut self, limit: Duration) {
-        self.limit = limit;
+    /// Waits as `settings` say: `wait_timeout_s` before giving up, `resend_after_s` of silence
+    /// before asking again.
+    pub fn configure(&mut self, settings: &crate::settings::Settings) {
+        self.limit = settings.wait_limit();
+        self.resend = settings.resend_limit();
     }
 
     /// The node feeding input `id` (`tile-ingest` for `tile-ingest/lr`).
@@ -165,6 +174,9 @@ impl Inbox {
             let Some(event) = self.events.recv_timeout(TICK) else {
                 return Ok(Next::Stop);
             };
+            if !matches!(&event, Event::Error(m) if m.contains("timed out")) {
+                self.quiet_since = Instant::now();
+            }
             match event {
                 Event::Input { id, data, .. } => {
                     return Ok(Next::Input {
@@ -186,25 +198,26 @@ impl Inbox {
                 Event::Stop(_) => return Ok(Next::Stop),
                 Event::Error(msg) if msg.contains("timed out") => {
                     if std::os::unix::process::parent_id() != self.parent {
-                        eyre::bail!(
-                            "{}: the dora daemon that started this stage is gone; stopping",
-                            self.stage
-                        );
+                        eyre::bail!("the dora daemon that started this stage is gone; stopping");
                     }
                     if let Some(what) = waiting {
                         if started.elapsed() >= self.limit {
                             eyre::bail!(
-                                "{}: waited {} s for {what} and nothing came; the stage that sends it may be stuck, or a message was lost between daemons (setting `wait_timeout_s`)",
-                                self.stage,
-                                self.limit.as_secs()
+                                "waited {} s for {what} and nothing came, asking again every {} s; the stage that sends it may be stuck, or dora lost messages (settings `wait_timeout_s`, `resend_after_s`)",
+                                self.limit.as_secs(),
+                                self.resend.as_secs()
                             );
+                        }
+                        if self.quiet_since.elapsed() >= self.resend {
+                            self.quiet_since = Instant::now();
+                            tracing::warn!(waiting = what, "nothing came; asking again");
+                            return Ok(Next::Silence);
                         }
                     }
                 }
                 Event::Error(msg) => {
                     eyre::bail!(
-                        "{}: lost the connection to the dora daemon ({})",
-                        self.stage,
+                        "lost the connection to the dora daemon ({})",
                         first_meaningful_line(&msg)
                     )
                 }

@@ -80,8 +80,15 @@ impl RasterSource {
         if path.is_dir() {
             return Err(Error::raster(path, "is a folder, expected a raster file"));
         }
-        let dataset = Dataset::open(path)
-            .map_err(|e| Error::raster(path, format!("GDAL cannot open it as a raster ({e})")))?;
+        let watch = crate::gdal_errors::Watch::start();
+        let dataset = Dataset::open(path).map_err(|_| {
+            let why = watch.failures().join("; ");
+            let why = why.trim_start_matches(&format!("{}: ", path.display()).to_string());
+            match why.is_empty() {
+                true => Error::raster(path, "GDAL cannot open it as a raster"),
+                false => Error::raster(path, format!("GDAL cannot open it as a raster ({why})")),
+            }
+        })?;
         let count = dataset.raster_count();
         if count == 0 {
             return Err(Error::raster(
@@ -156,15 +163,15 @@ impl RasterSource {
                 .dataset
                 .rasterband(b as usize)
                 .map_err(|e| Error::raster(&self.info.path, e.to_string()))?;
-            band.read_into_slice::<f32>(
-                (x as isize, y as isize),
-                (w_, h_),
-                (w_, h_),
-                &mut out[i * w_ * h_..(i + 1) * w_ * h_],
-                None,
-            )
-            .map_err(|e| {
-                Error::raster(&self.info.path, format!("reading window at ({x},{y}): {e}"))
+            let doing = format!("reading window at ({x},{y})");
+            crate::gdal_errors::checked(&self.info.path, &doing, || {
+                band.read_into_slice::<f32>(
+                    (x as isize, y as isize),
+                    (w_, h_),
+                    (w_, h_),
+                    &mut out[i * w_ * h_..(i + 1) * w_ * h_],
+                    None,
+                )
             })?;
         }
         Ok(out)

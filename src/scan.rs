@@ -88,9 +88,13 @@ impl ScanPlan {
             return Err(Error::raster(
                 path,
                 format!(
-                    "has {} bands; the model was trained on {n} (bands {:?} of {} rasters)",
+                    "has {} bands; the model was trained on {n} (bands {} of {} rasters)",
                     src.info.bands.len(),
-                    card.bands,
+                    card.bands
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     card.data_type
                 ),
             ));

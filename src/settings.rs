@@ -185,6 +185,9 @@ pub struct Settings {
     /// up with an error naming what it waited for. Covers the slowest legitimate wait: the first
     /// step on a GPU, a large window read, a busy loss stage.
     pub wait_timeout_s: u32,
+    /// Seconds without a reply after which a waiting stage asks again for what is missing: dora
+    /// can lose a message between daemons under load, and every request is safe to repeat.
+    pub resend_after_s: u32,
 }
 
 impl Default for Settings {
@@ -244,6 +247,7 @@ impl Default for Settings {
             device: "auto".into(),
             threads: None,
             wait_timeout_s: 600,
+            resend_after_s: 60,
         }
     }
 }
@@ -316,8 +320,10 @@ impl Settings {
             let v = resolve_path_value(&key_v, v, cwd);
             map.insert(key_v, v);
         }
-        let settings: Settings =
-            serde_yaml::from_value(value).map_err(|e| Error::setting("settings", e.to_string()))?;
+        let settings: Settings = match serde_yaml::from_value(value.clone()) {
+            Ok(s) => s,
+            Err(e) => return Err(explain(&value, &known_keys(), e)),
+        };
         settings.validate()?;
         Ok(settings)
     }
@@ -368,6 +374,9 @@ impl Settings {
         }
         if self.wait_timeout_s == 0 {
             return Err(Error::setting("wait_timeout_s", "must be at least 1"));
+        }
+        if self.resend_after_s == 0 {
+            return Err(Error::setting("resend_after_s", "must be at least 1"));
         }
         if self.preview_size < 16 {
             return Err(Error::setting(
@@ -459,6 +468,11 @@ impl Settings {
         std::time::Duration::from_secs(self.wait_timeout_s as u64)
     }
 
+    /// `resend_after_s` as a duration.
+    pub fn resend_limit(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.resend_after_s as u64)
+    }
+
     /// HR chip step.
     pub fn stride(&self) -> u32 {
         self.stride.unwrap_or(self.chip_size)
@@ -486,6 +500,72 @@ impl Settings {
             })
             .collect()
     }
+}
+
+/// Every setting's name.
+fn known_keys() -> Vec<String> {
+    serde_yaml::to_value(Settings::default())
+        .expect("defaults serialise")
+        .as_mapping()
+        .expect("a mapping")
+        .keys()
+        .filter_map(|k| k.as_str().map(str::to_owned))
+        .collect()
+}
+
+/// serde's error for the whole mapping, turned into one naming the setting at fault: an unknown
+/// key with the closest known one, or the key whose value has the wrong type.
+fn explain(value: &serde_yaml::Value, known: &[String], e: serde_yaml::Error) -> Error {
+    let map = value.as_mapping().cloned().unwrap_or_default();
+    for k in map.keys() {
+        let Some(name) = k.as_str() else {
+            return Error::setting(format!("{k:?}"), "a setting's name must be text");
+        };
+        if !known.iter().any(|n| n == name) {
+            let closest = known
+                .iter()
+                .min_by_key(|n| edit_distance(n, name))
+                .filter(|n| edit_distance(n, name) <= 2 + name.len() / 4);
+            return Error::setting(
+                name,
+                match closest {
+                    Some(c) => format!("no such setting; did you mean `{c}`?"),
+                    None => "no such setting (README.md lists them all)".to_owned(),
+                },
+            );
+        }
+    }
+    // One key at a time over the defaults: the first that fails is the one at fault.
+    let defaults = serde_yaml::to_value(Settings::default()).expect("defaults serialise");
+    for (k, v) in &map {
+        let mut one = defaults.clone();
+        one.as_mapping_mut()
+            .expect("a mapping")
+            .insert(k.clone(), v.clone());
+        if let Err(err) = serde_yaml::from_value::<Settings>(one) {
+            let shown = serde_yaml::to_string(v).unwrap_or_default();
+            return Error::setting(
+                k.as_str().unwrap_or("?"),
+                format!("`{}` is not a valid value ({err})", shown.trim()),
+            );
+        }
+    }
+    Error::setting("settings", e.to_string())
+}
+
+/// Levenshtein distance, for suggesting a setting's name.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn resolve_path_value(
@@ -594,6 +674,20 @@ mod tests {
             Path::new("/"),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("stpes"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "setting `stpes`: no such setting; did you mean `steps`?"
+        );
+        std::fs::write(&f, "steps: many\n").unwrap();
+        let err = Settings::from_sources(
+            &vars(&[("GEOSR_SETTINGS", f.to_str().unwrap())]),
+            Path::new("/"),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("setting `steps`: `many` is not a valid value"),
+            "{err}"
+        );
     }
 }

@@ -118,7 +118,7 @@ pub fn map_batches(
                 tracing::info!(%node, "a stage before this one failed; stopping");
                 break;
             }
-            Next::Closed { .. } => {}
+            Next::Closed { .. } | Next::Silence => {}
             Next::Stop => break,
         }
     }

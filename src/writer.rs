@@ -15,16 +15,18 @@ use std::path::PathBuf;
 pub struct Written {
     pub path: PathBuf,
     pub tiles: usize,
-    pub counts: TileCounts,
+    /// Batches that arrived before one requested earlier, put back in order.
+    pub overtaking: u64,
 }
 
 /// Requests every batch, mosaics the replies into `settings.output` and renames it into place.
 /// Any failure (a peer that ended, a wait that ran out, a GDAL error) leaves nothing at the
-/// output path.
+/// output path. `counts` records what crossed each edge, also when it fails.
 pub fn write_super_resolved(
     node: &mut DoraNode,
     inbox: &mut Inbox,
     settings: &Settings,
+    counts: &mut TileCounts,
 ) -> eyre::Result<Written> {
     let output = settings.output.clone().ok_or_else(|| {
         eyre::eyre!("GEOSR_OUTPUT is not set; give the path of the GeoTIFF to write")
@@ -34,7 +36,6 @@ pub fn write_super_resolved(
         format: settings.output_format.clone(),
         overlap: settings.overlap,
     };
-    let mut counts = TileCounts::new("geotiff-writer");
     let mut window = CreditWindow::new(settings.prefetch as u64);
     let mut mosaic: Option<Mosaic> = None;
     let sr_from = inbox.source_of("sr");
@@ -58,7 +59,7 @@ pub fn write_super_resolved(
                     };
                     m.add(&sr)?;
                     let d = window.delivered();
-                    if d % 10 == 0 || window.done() {
+                    if d.is_multiple_of(10) || window.done() {
                         tracing::info!(batch = d, of = window.total(), "progress");
                     }
                 }
@@ -77,6 +78,12 @@ pub fn write_super_resolved(
                 window.progress(),
                 not_written()
             ),
+            Next::Silence => {
+                for i in window.missing() {
+                    send_array(node, "request", Request::infer(i).to_arrow())?;
+                    counts.count_out("request", 1);
+                }
+            }
         }
     }
     let mosaic = mosaic.ok_or_else(|| eyre::eyre!("no tiles arrived; {}", not_written()))?;
@@ -85,7 +92,7 @@ pub fn write_super_resolved(
     Ok(Written {
         path,
         tiles,
-        counts,
+        overtaking: window.overtaking(),
     })
 }
 

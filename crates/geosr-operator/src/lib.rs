@@ -82,7 +82,7 @@ impl<S: TileStage> DoraOperator for TileOperator<S> {
         match event {
             Event::Input { id, data, .. } => {
                 self.input(id, data.as_array().as_ref(), out)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| format!("{e:#}"))?;
                 Ok(DoraStatus::Continue)
             }
             Event::InputParseError { id, error } => {

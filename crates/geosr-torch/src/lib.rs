@@ -17,4 +17,4 @@ pub mod train;
 pub mod unet;
 pub mod vgg;
 
-pub use tensor::{tensor_values, SettingsTorch, TileTensors, TorchResult};
+pub use tensor::{device_name, shape_text, tensor_values, SettingsTorch, TileTensors, TorchResult};

@@ -80,9 +80,9 @@ impl LossFn for PixelLoss {
 fn check_shapes(pred: &Tensor, hr: &Tensor) -> Result<()> {
     if pred.size() != hr.size() {
         return Err(Error::Contract(format!(
-            "prediction {:?} and HR {:?} differ in shape",
-            pred.size(),
-            hr.size()
+            "prediction {} and HR {} differ in shape",
+            crate::shape_text(&pred.size()),
+            crate::shape_text(&hr.size())
         )));
     }
     Ok(())

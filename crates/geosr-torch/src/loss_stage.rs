@@ -30,6 +30,7 @@ pub fn run_loss_stage(
     let mut counts = TileCounts::new(&node_id);
     let mut hr_wait: BTreeMap<u64, TileBatch> = BTreeMap::new();
     let mut pred_wait: BTreeMap<u64, TileBatch> = BTreeMap::new();
+    let mut latest_pred: Option<u64> = None;
     tracing::info!(stage, node = %node_id, ?device, "loss stage ready");
     loop {
         // A prediction waiting for its HR batch is a wait with a bound; otherwise the stage is
@@ -46,11 +47,23 @@ pub fn run_loss_stage(
                     eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
                 })?;
                 counts.count_in(&id, batch.len());
+                // The trainer predicts batches in order, so once prediction `k` is in, HR tiles
+                // and predictions of earlier batches (second answers to requests the trainer
+                // made again after a silence) will never be needed.
+                let id_in = batch.batch_id;
                 match id.as_str() {
-                    "hr" => hr_wait.insert(batch.batch_id, batch),
-                    "pred" => pred_wait.insert(batch.batch_id, batch),
+                    "hr" if latest_pred.is_some_and(|k| id_in < k) => {}
+                    "hr" => {
+                        hr_wait.insert(id_in, batch);
+                    }
+                    "pred" => {
+                        latest_pred = latest_pred.max(Some(id_in));
+                        hr_wait.retain(|k, _| *k >= id_in);
+                        pred_wait.retain(|k, _| *k >= id_in);
+                        pred_wait.insert(id_in, batch);
+                    }
                     other => eyre::bail!("unexpected input `{other}` (expected `hr` and `pred`)"),
-                };
+                }
                 let ready: Vec<u64> = pred_wait
                     .keys()
                     .filter(|k| hr_wait.contains_key(k))
@@ -84,7 +97,7 @@ pub fn run_loss_stage(
                 }
             }
             Next::Closed { id } if id == "pred" => break,
-            Next::Closed { .. } => {}
+            Next::Closed { .. } | Next::Silence => {}
             Next::PeerFailed { node, .. } => {
                 tracing::info!(%node, "a stage feeding this one failed; stopping");
                 break;
@@ -186,7 +199,7 @@ pub fn run_scoring_stage(
                 tracing::info!(%node, "a stage feeding this one failed; stopping");
                 break;
             }
-            Next::Closed { .. } => {}
+            Next::Closed { .. } | Next::Silence => {}
             Next::Stop => break,
         }
     }

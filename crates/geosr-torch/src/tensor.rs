@@ -25,7 +25,8 @@ impl TileTensors for TileBatch {
         let size = t.size();
         if size.len() != 4 || size[0] as usize != self.len() {
             return Err(Error::Contract(format!(
-                "tensor of shape {size:?} for a batch of {} tiles",
+                "tensor of shape {} for a batch of {} tiles",
+                shape_text(&size),
                 self.len()
             )));
         }
@@ -86,5 +87,22 @@ pub trait TorchResult<T> {
 impl<T> TorchResult<T> for std::result::Result<T, tch::TchError> {
     fn torch(self) -> Result<T> {
         self.map_err(|e| Error::Torch(e.to_string()))
+    }
+}
+
+/// A tensor shape as users read it: `4×3×64×64`.
+pub fn shape_text(size: &[i64]) -> String {
+    size.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
+}
+
+/// A device as the model card and messages name it: `cpu`, `cuda:0`.
+pub fn device_name(d: tch::Device) -> String {
+    match d {
+        tch::Device::Cpu => "cpu".into(),
+        tch::Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}").to_lowercase(),
     }
 }

@@ -57,7 +57,7 @@ impl Trainer {
             return Err(Error::checkpoint(
                 &ckpt.dir,
                 format!(
-                    "architecture {:?} differs from the one asked for {:?}",
+                    "architecture ({}) differs from the one asked for ({})",
                     ckpt.card.architecture,
                     self.net.config()
                 ),

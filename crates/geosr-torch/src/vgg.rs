@@ -132,9 +132,9 @@ impl Vgg16 {
                 return Err(Error::weights(
                     path,
                     format!(
-                        "tensor `{name}` has shape {:?}, VGG-16 needs {:?}",
-                        t.size(),
-                        var.size()
+                        "tensor `{name}` has shape {}, VGG-16 needs {}",
+                        crate::shape_text(&t.size()),
+                        crate::shape_text(&var.size())
                     ),
                 ));
             }
@@ -230,9 +230,9 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
             return Err(Error::weights(
                 onnx,
                 format!(
-                    "`{name}` holds {} values for shape {:?}",
+                    "`{name}` holds {} values for shape {}",
                     values.len(),
-                    t.dims
+                    crate::shape_text(&t.dims)
                 ),
             ));
         }
@@ -251,7 +251,11 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
             if w.size() != [cout, cin, 3, 3] || b.size() != [cout] {
                 return Err(Error::weights(
                     onnx,
-                    format!("block{block}_conv{c} has shapes {:?} / {:?}, expected OIHW [{cout}, {cin}, 3, 3]", w.size(), b.size()),
+                    format!(
+                        "block{block}_conv{c} has shapes {} / {}, expected OIHW {cout}×{cin}×3×3",
+                        crate::shape_text(&w.size()),
+                        crate::shape_text(&b.size())
+                    ),
                 ));
             }
             total += (w.numel() + b.numel()) as usize;

@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         if settings.model.is_none() {
             settings.check_run_dir()?;
         }

@@ -11,15 +11,20 @@ fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (mut node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         geosr::stage::pin_mmap_threshold();
         geosr::stage::init(STAGE, &settings.log_dir);
         let started = Instant::now();
-        let written = geosr::writer::write_super_resolved(&mut node, &mut inbox, &settings)?;
+        // The tile counts are written whatever the outcome: they show where tiles stopped.
+        let mut counts = geosr::flow::TileCounts::new(STAGE);
+        let result =
+            geosr::writer::write_super_resolved(&mut node, &mut inbox, &settings, &mut counts);
+        counts.write(&settings.log_dir)?;
+        let written = result?;
         let secs = started.elapsed().as_secs_f64();
         let info = geosr::raster::RasterSource::open(&written.path, &[])?.info;
         let mp = (info.width * info.height) as f64 / 1e6;
-        tracing::info!(output = %written.path.display(), width = info.width, height = info.height, tiles = written.tiles, seconds = format!("{secs:.1}"), megapixels_per_s = format!("{:.2}", mp / secs), "written");
+        tracing::info!(output = %written.path.display(), width = info.width, height = info.height, tiles = written.tiles, batches_out_of_order = written.overtaking, seconds = format!("{secs:.1}"), megapixels_per_s = format!("{:.2}", mp / secs), "written");
         println!(
             "wrote {} ({}x{}, {} bands, {}) in {secs:.1} s",
             written.path.display(),
@@ -28,7 +33,6 @@ fn main() -> ExitCode {
             info.bands.len(),
             info.data_type
         );
-        written.counts.write(&settings.log_dir)?;
         Ok(())
     })
 }

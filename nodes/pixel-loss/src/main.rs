@@ -12,7 +12,7 @@ fn main() -> ExitCode {
         geosr::stage::keep_freed_memory();
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         settings.check_run_dir()?;
         geosr::stage::init(STAGE, &settings.run_dir);
         settings.apply_threads();

@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         geosr::stage::pin_mmap_threshold();
         match settings.ingest_mode.as_str() {
             "infer" => serve_inference_tiles(node, inbox, &settings),
@@ -159,6 +159,7 @@ fn serve(
                 break;
             }
             Next::Closed { .. } | Next::Stop => break,
+            Next::Silence => {}
         }
     }
     counts.write(counts_dir)?;

@@ -12,7 +12,7 @@ fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         geosr::stage::init(STAGE, &settings.log_dir);
         settings.apply_threads();
         let model = settings.model.clone().ok_or_else(|| {

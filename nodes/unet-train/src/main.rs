@@ -24,6 +24,8 @@ struct Pending {
     batch_id: u64,
     tiles: usize,
     pred: Tensor,
+    /// The message sent, to send again if no reply comes.
+    msg: TileBatch,
     replies: BTreeMap<String, (f64, Tensor)>,
 }
 
@@ -80,7 +82,7 @@ fn main() -> ExitCode {
         geosr::stage::keep_freed_memory();
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         settings.check_run_dir()?;
         geosr::stage::init(STAGE, &settings.run_dir);
         settings.apply_threads();
@@ -127,7 +129,11 @@ fn train(node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result<(
     let mut resume = resume;
     while !run.finished {
         let waiting = run.waiting_for(&inbox);
-        match inbox.next(Some(&waiting))? {
+        let next = match inbox.next(Some(&waiting)) {
+            Ok(next) => next,
+            Err(e) => return Err(run.stopped_early(&format!("{e:#}"))),
+        };
+        match next {
             Next::Input { id, data } => {
                 let batch = TileBatch::from_arrow(data.as_ref()).map_err(|e| {
                     eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
@@ -138,10 +144,10 @@ fn train(node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result<(
                         if run.trainer.is_none() {
                             run.init_trainer(&batch, resume.take())?;
                         }
-                        if batch.batch_id < run.step() || run.queue.contains_key(&batch.batch_id) {
-                            bail!("training batch {} arrived twice", batch.batch_id);
+                        // A batch asked for again after a silence may come twice: the first wins.
+                        if batch.batch_id >= run.step() {
+                            run.queue.entry(batch.batch_id).or_insert(batch);
                         }
-                        run.queue.insert(batch.batch_id, batch);
                     }
                     "lr_val" | "hr_val" => {
                         let val = run.val.as_mut().ok_or_else(|| {
@@ -153,7 +159,9 @@ fn train(node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result<(
                         } else {
                             &mut val.hr
                         };
-                        slot.insert(batch.index_in_split, batch);
+                        if batch.index_in_split >= val.done {
+                            slot.insert(batch.index_in_split, batch);
+                        }
                     }
                     other if other.starts_with("loss") => run.loss_reply(other, batch)?,
                     other => tracing::warn!(input = other, "ignoring unexpected input"),
@@ -168,6 +176,7 @@ fn train(node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result<(
                 return Err(run.stopped_early(&format!("`{node}` failed ({error})")));
             }
             Next::Stop => return Err(run.stopped_early("the dataflow was stopped")),
+            Next::Silence => run.ask_again()?,
         }
     }
     run.counts.write(&run.settings.run_dir)?;
@@ -182,7 +191,7 @@ fn loss_inputs(inputs: &[String], s: &Settings) -> eyre::Result<Vec<(String, f64
         .cloned()
         .collect();
     if names.is_empty() {
-        bail!("unet-train: no loss stage is wired; add an input named loss_<name> (for example loss_vgg: vgg-loss/loss)");
+        bail!("no loss stage is wired; add an input named loss_<name> (for example loss_vgg: vgg-loss/loss)");
     }
     let weights = s.loss_weight_map()?;
     for (w, _) in &weights {
@@ -190,7 +199,10 @@ fn loss_inputs(inputs: &[String], s: &Settings) -> eyre::Result<Vec<(String, f64
             .iter()
             .any(|n| n.trim_start_matches("loss").trim_start_matches('_') == w)
         {
-            bail!("unet-train: loss_weights names `{w}`, but the wired loss inputs are {names:?}");
+            bail!(
+                "loss_weights names `{w}`, but the wired loss inputs are {}",
+                names.join(", ")
+            );
         }
     }
     Ok(names
@@ -338,30 +350,58 @@ impl Run {
         Ok(())
     }
 
-    fn loss_reply(&mut self, input: &str, batch: TileBatch) -> eyre::Result<()> {
-        let pending = self
-            .pending
-            .as_mut()
-            .ok_or_else(|| eyre::eyre!("unet-train: `{input}` answered with no prediction out"))?;
-        if batch.batch_id != pending.batch_id {
-            bail!(
-                "unet-train: `{input}` answered batch {} while batch {} is out",
-                batch.batch_id,
-                pending.batch_id
+    /// After a silence: sends again what has gone unanswered (the prediction out, with its
+    /// training batch so the loss stages get the HR tiles again; the batches asked for), since
+    /// dora may have lost it. Every stage drops a second answer.
+    fn ask_again(&mut self) -> eyre::Result<()> {
+        let mut again: Vec<Request> = Vec::new();
+        if let Some(p) = &self.pending {
+            let msg = p.msg.clone();
+            again.push(Request::train(p.batch_id));
+            let n = send_batch(&mut self.node, "pred", msg)?;
+            self.counts.count_out("pred", n);
+        } else if let Some(v) = &self.val {
+            again.extend(
+                (v.done..v.requested)
+                    .filter(|i| !(v.lr.contains_key(i) && v.hr.contains_key(i)))
+                    .map(|i| Request::val(i as u64)),
+            );
+        } else {
+            again.extend(
+                (self.step()..self.next_request)
+                    .filter(|k| !self.queue.contains_key(k))
+                    .map(Request::train),
             );
         }
+        for r in again {
+            send_array(&mut self.node, "request", r.to_arrow())?;
+            self.counts.count_out("request", 1);
+        }
+        Ok(())
+    }
+
+    fn loss_reply(&mut self, input: &str, batch: TileBatch) -> eyre::Result<()> {
+        // A second answer (the prediction was sent again after a silence) is dropped.
+        let Some(pending) = self
+            .pending
+            .as_mut()
+            .filter(|p| p.batch_id == batch.batch_id && !p.replies.contains_key(input))
+        else {
+            tracing::debug!(input, batch = batch.batch_id, "a second loss reply dropped");
+            return Ok(());
+        };
         let loss: f64 = batch
             .loss
             .as_ref()
-            .ok_or_else(|| eyre::eyre!("unet-train: `{input}` sent no loss column"))?
+            .ok_or_else(|| eyre::eyre!("`{input}` sent no loss column"))?
             .iter()
             .sum();
         let grad = batch.tensor(tch::Device::Cpu);
         if grad.size() != pending.pred.size() {
             bail!(
-                "unet-train: `{input}` sent a gradient of shape {:?} for a prediction of {:?}",
-                grad.size(),
-                pending.pred.size()
+                "`{input}` sent a gradient of shape {} for a prediction of {}",
+                geosr_torch::shape_text(&grad.size()),
+                geosr_torch::shape_text(&pending.pred.size())
             );
         }
         pending.replies.insert(input.to_owned(), (loss, grad));
@@ -415,6 +455,7 @@ impl Run {
             batch_id: batch.batch_id,
             tiles: batch.len(),
             pred,
+            msg: msg.clone(),
             replies: BTreeMap::new(),
         });
         let n = send_batch(&mut self.node, "pred", msg)?;
@@ -689,7 +730,7 @@ impl Run {
             metrics,
             step: trainer.step(),
             epoch: self.epoch,
-            device: format!("{:?}", trainer.device),
+            device: geosr_torch::device_name(trainer.device),
             weights_sha256: String::new(),
             optimizer_sha256: String::new(),
             written_unix_s: 0,

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         geosr::stage::pin_mmap_threshold();
         geosr::stage::init(STAGE, &settings.log_dir);
         // With a model given (evaluation), upscale by the model's factor so outputs line up.

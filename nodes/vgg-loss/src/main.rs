@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         geosr::stage::keep_freed_memory();
         let (node, mut inbox) = geosr::node::connect(STAGE)?;
         let mut settings = Settings::from_env()?;
-        inbox.set_limit(settings.wait_limit());
+        inbox.configure(&settings);
         let scoring = !scored_methods(&inbox).is_empty();
         // Training writes into the run directory (never a finished one); evaluation only logs.
         let log_dir = if scoring {
