@@ -96,6 +96,16 @@ pub fn connect(stage: &str) -> eyre::Result<(DoraNode, Inbox)> {
     Ok((node, inbox))
 }
 
+/// The start of every stage: joins the dataflow, then reads the settings (so that a bad setting
+/// is reported by a stage that peers see fail, not one that vanished before joining) and lets
+/// the inbox wait as they say.
+pub fn start(stage: &str) -> eyre::Result<(DoraNode, Inbox, crate::settings::Settings)> {
+    let (node, mut inbox) = connect(stage)?;
+    let settings = crate::settings::Settings::from_env()?;
+    inbox.configure(&settings);
+    Ok((node, inbox, settings))
+}
+
 /// One event, as stages need it.
 #[derive(Debug)]
 pub enum Next {

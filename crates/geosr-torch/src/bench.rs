@@ -37,7 +37,7 @@ pub fn run_dataflow(root: &Path, graph: &str, settings: &Settings, dir: &Path) -
     let log = dir.join("dora.log");
     let mut text = out.stdout.clone();
     text.extend_from_slice(&out.stderr);
-    std::fs::write(&log, &text).map_err(|e| Error::io(&log, e))?;
+    geosr::atomic::write_atomic(&log, &text)?;
     if !out.status.success() {
         let t = String::from_utf8_lossy(&text);
         let tail: Vec<&str> = t.lines().rev().take(15).collect();

@@ -2,16 +2,13 @@
 //! noise, JPEG). Every input `hr…` is answered on the output `lr…` of the same suffix.
 //! See README.md beside this file.
 use geosr::degrade::Degradation;
-use geosr::settings::Settings;
 use std::process::ExitCode;
 
 const STAGE: &str = "degrade";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         if settings.model.is_none() {
             settings.check_run_dir()?;
         }

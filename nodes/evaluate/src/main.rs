@@ -240,9 +240,7 @@ const STAGE: &str = "evaluate";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::pin_mmap_threshold();
         geosr::stage::init(STAGE, &settings.log_dir);
         evaluate(node, inbox, settings)

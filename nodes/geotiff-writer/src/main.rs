@@ -1,7 +1,6 @@
 //! `geotiff-writer`: requests LR tiles in raster order (credit flow), receives their SR
 //! versions, blends them into one GeoTIFF/COG at `output` and renames it into place when
 //! complete. See README.md beside this file.
-use geosr::settings::Settings;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -9,9 +8,7 @@ const STAGE: &str = "geotiff-writer";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        let (mut node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (mut node, mut inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::pin_mmap_threshold();
         geosr::stage::init(STAGE, &settings.log_dir);
         let started = Instant::now();

@@ -1,6 +1,5 @@
 //! `pixel-loss`: the per-pixel loss stage (L1 or MSE on normalised pixels). Same protocol as
 //! `vgg-loss`, so a graph swaps one for the other. See README.md beside this file.
-use geosr::settings::Settings;
 use geosr_torch::loss::PixelLoss;
 use geosr_torch::SettingsTorch;
 use std::process::ExitCode;
@@ -10,9 +9,7 @@ const STAGE: &str = "pixel-loss";
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         geosr::stage::keep_freed_memory();
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         settings.check_run_dir()?;
         geosr::stage::init(STAGE, &settings.run_dir);
         settings.apply_threads();

@@ -14,9 +14,7 @@ const STAGE: &str = "tile-ingest";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::pin_mmap_threshold();
         match settings.ingest_mode.as_str() {
             "infer" => serve_inference_tiles(node, inbox, &settings),

@@ -1,7 +1,6 @@
 //! `unet-infer`: super-resolves LR tile batches with a trained model — ONNX Runtime by default,
 //! libtorch with `engine: tch`. See README.md beside this file.
 use geosr::checkpoint::load_checkpoint;
-use geosr::settings::Settings;
 use geosr_torch::infer::{Engine, OrtEngine, TchEngine};
 use geosr_torch::SettingsTorch;
 use std::process::ExitCode;
@@ -10,9 +9,7 @@ const STAGE: &str = "unet-infer";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::init(STAGE, &settings.log_dir);
         settings.apply_threads();
         let model = settings.model.clone().ok_or_else(|| {

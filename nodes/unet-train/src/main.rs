@@ -80,9 +80,7 @@ const STAGE: &str = "unet-train";
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         geosr::stage::keep_freed_memory();
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         settings.check_run_dir()?;
         geosr::stage::init(STAGE, &settings.run_dir);
         settings.apply_threads();

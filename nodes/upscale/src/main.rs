@@ -1,15 +1,12 @@
 //! `upscale`: the classic-resampler stand-in for `unet-infer` (bilinear, bicubic, Lanczos-3 by
 //! `factor`), so outputs compare on identical footprints. See README.md beside this file.
-use geosr::settings::Settings;
 use std::process::ExitCode;
 
 const STAGE: &str = "upscale";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::pin_mmap_threshold();
         geosr::stage::init(STAGE, &settings.log_dir);
         // With a model given (evaluation), upscale by the model's factor so outputs line up.

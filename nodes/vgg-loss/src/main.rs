@@ -13,9 +13,7 @@ const STAGE: &str = "vgg-loss";
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         geosr::stage::keep_freed_memory();
-        let (node, mut inbox) = geosr::node::connect(STAGE)?;
-        let mut settings = Settings::from_env()?;
-        inbox.configure(&settings);
+        let (node, inbox, mut settings) = geosr::node::start(STAGE)?;
         let scoring = !scored_methods(&inbox).is_empty();
         // Training writes into the run directory (never a finished one); evaluation only logs.
         let log_dir = if scoring {

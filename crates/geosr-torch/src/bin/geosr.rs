@@ -16,7 +16,11 @@
 use eyre::{bail, WrapErr};
 use std::path::PathBuf;
 
-fn main() -> eyre::Result<()> {
+fn main() -> std::process::ExitCode {
+    geosr::node::run("geosr", command)
+}
+
+fn command() -> eyre::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("import-vgg") if args.len() == 3 => {
@@ -88,7 +92,7 @@ fn main() -> eyre::Result<()> {
             let settings = geosr::settings::Settings::from_env()?;
             let dir = geosr_torch::bench::default_dir(&root);
             let (md, _) = geosr_torch::bench::run(&root, &settings, steps, &dir)?;
-            std::fs::write(dir.join("bench.md"), &md)?;
+            geosr::atomic::write_atomic(&dir.join("bench.md"), md.as_bytes())?;
             print!("{md}");
         }
         Some("export") if args.len() == 2 => {
@@ -162,7 +166,7 @@ fn main() -> eyre::Result<()> {
                 let _ = std::fs::remove_file(dir.join("sr-big.tif"));
             }
             md.push_str(&format!("\n{}\n", geosr_torch::bench::machine()));
-            std::fs::write(dir.join("bench-infer.md"), &md)?;
+            geosr::atomic::write_atomic(&dir.join("bench-infer.md"), md.as_bytes())?;
             print!("{md}");
         }
         _ => {
