@@ -16,9 +16,10 @@
 //! let problems = geosr::check::check_graph("graphs/train.yml".as_ref(), &[]).unwrap();
 //! assert!(problems.is_empty(), "{problems:?}");
 //! ```
-use crate::checkpoint::ModelCard;
+use crate::card::ModelCard;
 use crate::error::{Error, Result};
 use crate::settings::Settings;
+use crate::settings::{Engine, IngestMode};
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -267,8 +268,8 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                     "needs input `request` (ingest answers requests)",
                     has_in("request"),
                 );
-                let sends = match s.ingest_mode.as_str() {
-                    "infer" => "lr",
+                let sends = match s.ingest_mode {
+                    IngestMode::Infer => "lr",
                     _ => "hr",
                 };
                 need(
@@ -279,7 +280,7 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                     has_out(sends),
                 );
                 // (`infer` without a model serves native values, for the classic resamplers)
-                if s.ingest_mode == "evaluate" {
+                if s.ingest_mode == IngestMode::Evaluate {
                     need(
                         &format!("`{}` mode needs `model` (GEOSR_MODEL)", s.ingest_mode),
                         s.model.is_some(),
@@ -390,7 +391,7 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
             match crate::checkpoint::load_checkpoint(dir) {
                 Ok(ck) => {
                     if stage == "unet-infer"
-                        && s.engine == "ort"
+                        && s.engine == Engine::Ort
                         && !dir.join("model.onnx").is_file()
                     {
                         problems.push(format!(

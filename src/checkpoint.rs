@@ -1,4 +1,4 @@
-//! Run directories, checkpoints and the model card.
+//! Run directories and checkpoints (the model card itself is [`crate::card`]).
 //!
 //! A run directory holds:
 //!
@@ -21,71 +21,10 @@
 //! its weights and optimiser state, so a mismatch is detected on load, and [`latest_checkpoint`]
 //! falls back to the step folder. See [`write_checkpoint`].
 use crate::atomic::PendingFile;
-use crate::chips::Normalisation;
+use crate::card::ModelCard;
 use crate::error::{Error, Result};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-
-/// Architecture, as recorded in the model card.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct UNetConfig {
-    pub bands: i64,
-    pub factor: i64,
-    pub depth: i64,
-    pub width: i64,
-    pub upsample: String,
-    pub skip: String,
-}
-
-impl std::fmt::Display for UNetConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} bands, ×{}, depth {}, width {}, {}, skip {}",
-            self.bands, self.factor, self.depth, self.width, self.upsample, self.skip
-        )
-    }
-}
-
-impl UNetConfig {
-    pub fn from_settings(s: &crate::settings::Settings, bands: usize) -> Self {
-        UNetConfig {
-            bands: bands as i64,
-            factor: s.factor as i64,
-            depth: s.unet_depth as i64,
-            width: s.unet_width as i64,
-            upsample: s.upsample.clone(),
-            skip: s.skip.clone(),
-        }
-    }
-}
-
-/// Everything needed to use a trained model and to know where it came from.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ModelCard {
-    pub geosr_version: String,
-    pub architecture: UNetConfig,
-    pub downsample_factor: u32,
-    /// 1-based band numbers of the source rasters, in tile order.
-    pub bands: Vec<u32>,
-    pub colour: String,
-    /// GDAL data type of the training rasters.
-    pub data_type: String,
-    pub normalisation: Normalisation,
-    pub degradation: crate::degrade::Degradation,
-    /// Loss stages wired into the trainer: name, weight, and the stage's own description.
-    pub losses: Vec<serde_json::Value>,
-    pub provenance: serde_json::Value,
-    pub metrics: serde_json::Value,
-    pub step: u64,
-    pub epoch: u32,
-    pub device: String,
-    pub weights_sha256: String,
-    /// SHA-256 of `optimizer.safetensors` (empty in cards written before it was recorded).
-    #[serde(default)]
-    pub optimizer_sha256: String,
-    pub written_unix_s: u64,
-}
 
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
@@ -147,6 +86,14 @@ pub fn write_checkpoint(
         std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
         Ok(run_dir.to_path_buf())
     }
+}
+
+/// The card of the model named by the `model` setting, if one is named.
+pub fn model_card_of(s: &crate::settings::Settings) -> Result<Option<ModelCard>> {
+    s.model
+        .as_ref()
+        .map(|dir| load_checkpoint(dir).map(|c| c.card))
+        .transpose()
 }
 
 /// A model found in a run or checkpoint directory.

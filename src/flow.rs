@@ -180,6 +180,11 @@ impl<T> CreditWindow<T> {
         Ok(true)
     }
 
+    /// Whether the reply to `index` was already taken (handed out or held).
+    pub fn has(&self, index: u64) -> bool {
+        index < self.delivered || self.held.contains_key(&index)
+    }
+
     /// The requests still unanswered, to ask again after a silence.
     pub fn missing(&self) -> Vec<u64> {
         (self.delivered..self.requested)
@@ -225,6 +230,93 @@ impl<T> CreditWindow<T> {
             Some(n) => format!("{} of {n}", self.delivered),
             None => format!("{} of ?", self.delivered),
         }
+    }
+}
+
+/// Joins the messages that belong together — the halves of a batch that arrive on different
+/// inputs — by key, whatever order they arrive in. A key is complete when every part named at
+/// construction is in; at most `bound` keys may wait for parts, so a part that never comes is
+/// an error rather than memory that grows.
+///
+/// ```
+/// use geosr::flow::Join;
+/// let mut j = Join::new(&["hr", "pred"], 8);
+/// assert!(j.insert(3, "pred", "p3").unwrap().is_none());
+/// let whole = j.insert(3, "hr", "h3").unwrap().unwrap();
+/// assert_eq!((whole["hr"], whole["pred"]), ("h3", "p3"));
+/// assert!(j.insert(3, "loss", "x").is_err()); // not a part of this join
+/// ```
+#[derive(Debug)]
+pub struct Join<T> {
+    parts: Vec<String>,
+    bound: usize,
+    waiting: std::collections::BTreeMap<u64, std::collections::BTreeMap<String, T>>,
+}
+
+impl<T> Join<T> {
+    pub fn new(parts: &[&str], bound: usize) -> Self {
+        Join {
+            parts: parts.iter().map(|p| p.to_string()).collect(),
+            bound: bound.max(1),
+            waiting: Default::default(),
+        }
+    }
+
+    /// Adds part `part` of `key` (a second copy of a part replaces the first); returns every
+    /// part of the key once all are in.
+    pub fn insert(
+        &mut self,
+        key: u64,
+        part: &str,
+        value: T,
+    ) -> Result<Option<std::collections::BTreeMap<String, T>>> {
+        if !self.parts.iter().any(|p| p == part) {
+            return Err(Error::Contract(format!(
+                "`{part}` is not one of the parts joined here ({})",
+                self.parts.join(", ")
+            )));
+        }
+        let entry = self.waiting.entry(key).or_default();
+        entry.insert(part.to_owned(), value);
+        if entry.len() == self.parts.len() {
+            return Ok(self.waiting.remove(&key));
+        }
+        if self.waiting.len() > self.bound {
+            let (k, missing) = self.oldest_missing().expect("not empty");
+            return Err(Error::Contract(format!(
+                "{} batches wait for their other parts (batch {k} for {}); a stage is not sending them, check the graph's wiring",
+                self.waiting.len(),
+                missing.join(", ")
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Forgets every key below `key` (parts that are no longer needed).
+    pub fn forget_below(&mut self, key: u64) {
+        self.waiting = self.waiting.split_off(&key);
+    }
+
+    /// Whether `key` has part `part` waiting.
+    pub fn has(&self, key: u64, part: &str) -> bool {
+        self.waiting.get(&key).is_some_and(|p| p.contains_key(part))
+    }
+
+    /// The oldest waiting key and the parts it still misses.
+    pub fn oldest_missing(&self) -> Option<(u64, Vec<String>)> {
+        let (k, have) = self.waiting.iter().next()?;
+        let missing = self
+            .parts
+            .iter()
+            .filter(|p| !have.contains_key(*p))
+            .cloned()
+            .collect();
+        Some((*k, missing))
+    }
+
+    /// Keys waiting for parts.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
     }
 }
 
@@ -296,6 +388,22 @@ mod tests {
         assert_eq!(w.to_request(), vec![4]);
         assert!(!w.receive(0, 10, 0).unwrap(), "already delivered");
         assert_eq!((w.duplicates(), w.progress()), (2, "2 of 10".to_owned()));
+    }
+
+    #[test]
+    fn join_bounds_what_waits() {
+        let mut j = Join::new(&["lr", "hr"], 2);
+        for k in 0..2 {
+            assert!(j.insert(k, "lr", k).unwrap().is_none());
+        }
+        assert_eq!(j.oldest_missing(), Some((0, vec!["hr".to_owned()])));
+        let err = j.insert(2, "lr", 2).unwrap_err().to_string();
+        assert!(err.contains("batch 0 for hr"), "{err}");
+        j.forget_below(2);
+        assert_eq!(j.waiting(), 1);
+        assert!(j.has(2, "lr") && !j.has(2, "hr"));
+        assert_eq!(j.insert(2, "hr", 20).unwrap().unwrap()["hr"], 20);
+        assert_eq!(j.waiting(), 0);
     }
 
     #[test]

@@ -23,7 +23,8 @@ pub fn psnr(a: &[f32], b: &[f32], range: f64) -> f64 {
     10.0 * (range * range / mse).log10()
 }
 
-pub(crate) fn gaussian_window() -> [f64; 11] {
+/// The 11-tap Gaussian window (σ 1.5) of SSIM, normalised to sum 1.
+pub fn gaussian_window() -> [f64; 11] {
     let mut w = [0.0; 11];
     for (i, v) in w.iter_mut().enumerate() {
         let d = i as f64 - 5.0;
@@ -34,12 +35,7 @@ pub(crate) fn gaussian_window() -> [f64; 11] {
 }
 
 /// Separable 'valid' filtering of one plane with the 11-tap window.
-pub(crate) fn filter_valid(
-    x: &[f64],
-    h: usize,
-    w: usize,
-    k: &[f64; 11],
-) -> (Vec<f64>, usize, usize) {
+pub fn filter_valid(x: &[f64], h: usize, w: usize, k: &[f64; 11]) -> (Vec<f64>, usize, usize) {
     let (oh, ow) = (h - 10, w - 10);
     let mut rows = vec![0.0; h * ow];
     for y in 0..h {

@@ -20,6 +20,40 @@ use std::path::{Path, PathBuf};
 pub const HEADER: &str =
     "step,epoch,train_loss,val_psnr,val_ssim,bicubic_psnr,bicubic_ssim,lr,elapsed_s";
 
+/// One row: a logged step (mean training loss since the last row, learning rate) or a
+/// validation (PSNR and SSIM of the model and of bicubic).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricsRow {
+    pub step: u64,
+    pub epoch: u32,
+    pub train_loss: Option<f64>,
+    /// SR PSNR, SR SSIM, bicubic PSNR, bicubic SSIM.
+    pub validation: Option<[f64; 4]>,
+    pub lr: Option<f64>,
+    pub elapsed_s: f64,
+}
+
+impl MetricsRow {
+    /// The row as `metrics.csv` holds it (the columns of [`HEADER`]).
+    pub fn csv(&self) -> String {
+        let v =
+            |x: Option<f64>, digits: usize| x.map(|x| format!("{x:.digits$}")).unwrap_or_default();
+        let val = |i: usize| self.validation.map(|q| q[i]);
+        format!(
+            "{},{},{},{},{},{},{},{},{:.1}",
+            self.step,
+            self.epoch,
+            v(self.train_loss, 6),
+            v(val(0), 4),
+            v(val(1), 5),
+            v(val(2), 4),
+            v(val(3), 5),
+            self.lr.map(|lr| format!("{lr:.3e}")).unwrap_or_default(),
+            self.elapsed_s
+        )
+    }
+}
+
 /// The rows of a run's `metrics.csv`.
 #[derive(Debug)]
 pub struct MetricsLog {

@@ -170,6 +170,11 @@ impl Inbox {
             .unwrap_or_else(|| format!("the stage wired to `{id}`"))
     }
 
+    /// The `node/output` wired to input `id` (empty for an input the node does not have).
+    pub fn mapping_of(&self, id: &str) -> String {
+        self.sources.get(id).cloned().unwrap_or_default()
+    }
+
     /// The ids of this node's inputs.
     pub fn input_ids(&self) -> Vec<String> {
         self.sources.keys().cloned().collect()

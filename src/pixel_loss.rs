@@ -5,18 +5,20 @@
 //!
 //! ```
 //! use geosr::pixel_loss::loss_and_grad;
-//! let (loss, shares, grad) = loss_and_grad("mse", 1.0, &[1.0, 3.0], &[0.0, 0.0], 1).unwrap();
+//! use geosr::settings::PixelLoss;
+//! let (loss, shares, grad) = loss_and_grad(PixelLoss::Mse, 1.0, &[1.0, 3.0], &[0.0, 0.0], 1).unwrap();
 //! assert_eq!(loss, 5.0);           // (1 + 9) / 2
 //! assert_eq!(shares, vec![5.0]);
 //! assert_eq!(grad, vec![1.0, 3.0]); // 2·(p − h) / 2
 //! ```
 use crate::error::{Error, Result};
+use crate::settings::PixelLoss;
 use crate::tile::TileBatch;
 
 /// Batch loss, each tile's share (summing to the loss) and ∂loss/∂pred, for `n` tiles laid out
 /// one after the other in `pred` and `hr`.
 pub fn loss_and_grad(
-    kind: &str,
+    kind: PixelLoss,
     weight: f64,
     pred: &[f32],
     hr: &[f32],
@@ -39,7 +41,7 @@ pub fn loss_and_grad(
         for (a, b) in p.iter().zip(h) {
             let d = *a as f64 - *b as f64;
             let (term, g) = match kind {
-                "l1" => (
+                PixelLoss::L1 => (
                     d.abs(),
                     if d > 0.0 {
                         1.0
@@ -49,11 +51,11 @@ pub fn loss_and_grad(
                         0.0
                     },
                 ),
-                "mse" => (d * d, 2.0 * d),
-                other => {
+                PixelLoss::Mse => (d * d, 2.0 * d),
+                PixelLoss::None => {
                     return Err(Error::setting(
                         "pixel_loss",
-                        format!("`{other}` has no gradient here; use l1 or mse"),
+                        "`none` has no gradient; use l1 or mse",
                     ))
                 }
             };
@@ -67,7 +69,7 @@ pub fn loss_and_grad(
 
 /// The loss-stage reply for a prediction batch and its HR batch: the prediction's geometry,
 /// `pixels` = ∂loss/∂pred, `loss` = each tile's share.
-pub fn reply(kind: &str, weight: f64, pred: &TileBatch, hr: &TileBatch) -> Result<TileBatch> {
+pub fn reply(kind: PixelLoss, weight: f64, pred: &TileBatch, hr: &TileBatch) -> Result<TileBatch> {
     if (pred.len(), pred.tile_len()) != (hr.len(), hr.tile_len()) {
         return Err(Error::Contract(format!(
             "batch {}: prediction {}x{}x{}x{} and HR {}x{}x{}x{} differ in shape",

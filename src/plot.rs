@@ -1,6 +1,7 @@
 //! Small raster drawing for the pictures geosr writes (evaluation previews, training curves):
-//! an RGB canvas with lines, rectangles and 8×8 bitmap text, saved as PNG through GDAL's PNG
-//! driver, so no image library or font file is needed.
+//! an RGB canvas with lines, rectangles and 8×8 bitmap text, saved as PNG by a few lines of its
+//! own (deflate from `flate2`), so no image library, font file or GDAL is needed: the trainer
+//! draws its curves without linking GDAL.
 //!
 //! ```
 //! use geosr::plot::{Canvas, LineChart, Series, BLACK};
@@ -121,35 +122,38 @@ impl Canvas {
         }
     }
 
-    /// Writes the canvas as a PNG, atomically and checked (see [`crate::atomic`]).
-    pub fn write_png(&self, path: &Path) -> Result<()> {
-        use gdal::raster::{Buffer, RasterCreationOptions};
-        use gdal::DriverManager;
-        let err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());
-        let mem = DriverManager::get_driver_by_name("MEM").map_err(err)?;
-        let ds = mem
-            .create_with_band_type::<u8, _>("", self.width, self.height, 3)
-            .map_err(err)?;
-        for b in 0..3 {
-            let plane: Vec<u8> = self.rgb.iter().skip(b).step_by(3).copied().collect();
-            ds.rasterband(b + 1)
-                .map_err(err)?
-                .write(
-                    (0, 0),
-                    (self.width, self.height),
-                    &mut Buffer::new((self.width, self.height), plane),
-                )
-                .map_err(err)?;
+    /// The canvas as PNG bytes (8-bit RGB, every row unfiltered, deflate-compressed).
+    pub fn to_png(&self) -> Vec<u8> {
+        use std::io::Write;
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&crc.sum().to_be_bytes());
         }
-        let pending = crate::atomic::PendingFile::new(path, ".png")?;
-        let png = DriverManager::get_driver_by_name("PNG").map_err(err)?;
-        crate::gdal_errors::checked(path, "writing the PNG", || {
-            ds.create_copy(&png, pending.path(), &RasterCreationOptions::new())
-                .map(drop)
-        })?;
-        // GDAL writes a side-car .aux.xml for some drivers; a PNG of plain RGB needs none.
-        let _ = std::fs::remove_file(pending.path().with_extension("png.aux.xml"));
-        pending.commit().map(drop)
+        let mut ihdr = Vec::with_capacity(13);
+        ihdr.extend_from_slice(&(self.width as u32).to_be_bytes());
+        ihdr.extend_from_slice(&(self.height as u32).to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8 bits, RGB, deflate, no filter set, no interlace
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        for row in self.rgb.chunks_exact(self.width * 3) {
+            // Writing to memory cannot fail.
+            let _ = z.write_all(&[0]).and_then(|_| z.write_all(row));
+        }
+        let idat = z.finish().unwrap_or_default();
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(&mut out, b"IDAT", &idat);
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    /// Writes the canvas as a PNG, atomically (see [`crate::atomic`]).
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        crate::atomic::write_atomic(path, &self.to_png())
     }
 }
 
@@ -291,6 +295,73 @@ impl LineChart {
     }
 }
 
+/// Draws the training curves of a run's `metrics.csv` (training loss; validation PSNR of the
+/// model and of bicubic) into `out` as a PNG.
+pub fn training_curves(metrics_csv: &Path, out: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(metrics_csv).map_err(|e| Error::io(metrics_csv, e))?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .ok_or_else(|| Error::checkpoint(metrics_csv, "is empty"))?
+        .split(',')
+        .collect();
+    let col = |name: &str| {
+        header.iter().position(|h| *h == name).ok_or_else(|| {
+            Error::Contract(format!(
+                "{}: no `{name}` column in the header",
+                metrics_csv.display()
+            ))
+        })
+    };
+    let (step, loss, vp, bp) = (
+        col("step")?,
+        col("train_loss")?,
+        col("val_psnr")?,
+        col("bicubic_psnr")?,
+    );
+    let mut series = [Vec::new(), Vec::new(), Vec::new()];
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        let Some(s) = get(step) else { continue };
+        for (k, i) in [loss, vp, bp].into_iter().enumerate() {
+            if let Some(v) = get(i) {
+                series[k].push((s, v));
+            }
+        }
+    }
+    let [loss_pts, val_pts, bic_pts] = series;
+    let mut canvas = Canvas::new(960, 360, WHITE);
+    LineChart {
+        title: "training loss".into(),
+        x_label: "step".into(),
+        series: vec![Series {
+            name: "train loss".into(),
+            colour: [40, 90, 200],
+            points: loss_pts,
+        }],
+    }
+    .draw(&mut canvas, 0, 0, 480, 360);
+    LineChart {
+        title: "validation PSNR (dB)".into(),
+        x_label: "step".into(),
+        series: vec![
+            Series {
+                name: "U-Net".into(),
+                colour: [200, 40, 40],
+                points: val_pts,
+            },
+            Series {
+                name: "bicubic".into(),
+                colour: [90, 90, 90],
+                points: bic_pts,
+            },
+        ],
+    }
+    .draw(&mut canvas, 480, 0, 480, 360);
+    canvas.write_png(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -318,18 +389,24 @@ mod tests {
     }
 
     #[test]
-    fn png_round_trips_through_gdal() {
-        let dir = tempfile::tempdir().unwrap();
+    fn png_holds_the_pixels() {
+        use std::io::Read;
         let mut c = Canvas::new(16, 8, WHITE);
         c.set(3, 2, [10, 20, 30]);
-        let p = dir.path().join("x.png");
-        c.write_png(&p).unwrap();
-        let src = crate::raster::RasterSource::open(&p, &[]).unwrap();
-        let px = src.read_window(0, 0, 16, 8).unwrap();
+        let png = c.to_png();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        let idat_len = u32::from_be_bytes(png[33..37].try_into().unwrap()) as usize;
+        assert_eq!(&png[37..41], b"IDAT");
+        let mut raw = Vec::new();
+        flate2::read::ZlibDecoder::new(&png[41..41 + idat_len])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw.len(), 8 * (1 + 16 * 3));
+        let row2 = &raw[2 * 49..3 * 49];
         assert_eq!(
-            [px[2 * 16 + 3], px[128 + 2 * 16 + 3], px[256 + 2 * 16 + 3]],
-            [10.0, 20.0, 30.0]
+            (row2[0], &row2[1 + 3 * 3..1 + 3 * 3 + 3]),
+            (0, &[10u8, 20, 30][..])
         );
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

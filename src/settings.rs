@@ -52,6 +52,85 @@ impl<'de> Deserialize<'de> for IntList {
     }
 }
 
+/// Declares a settings enum whose YAML/JSON spelling is given per variant, with `as_str` and
+/// `Display` giving the same spelling back.
+macro_rules! choice {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+        impl $name {
+            /// The spelling used in settings files and model cards.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> std::result::Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "`{other}` is not one of {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+choice!(
+    /// The U-Net's final upsampling.
+    Upsample { PixelShuffle = "pixelshuffle", Deconv = "deconv" }
+);
+choice!(
+    /// The interpolated input added to the U-Net's output, so it learns the residual.
+    Skip { Bicubic = "bicubic", Bilinear = "bilinear", None = "none" }
+);
+choice!(
+    /// The learning-rate schedule after warm-up.
+    LrSchedule { Cosine = "cosine", Constant = "constant" }
+);
+choice!(
+    /// The per-pixel loss term.
+    PixelLoss { L1 = "l1", Mse = "mse", None = "none" }
+);
+choice!(
+    /// Where the torch stages run.
+    DeviceChoice { Auto = "auto", Cpu = "cpu", Cuda = "cuda" }
+);
+choice!(
+    /// What `tile-ingest` serves.
+    IngestMode {
+        /// Chips for training, on request.
+        Train = "train",
+        /// The overlapping LR tiles of a raster, in raster order.
+        Infer = "infer",
+        /// Overlapping HR tiles of every input raster, to degrade and compare.
+        Evaluate = "evaluate",
+    }
+);
+choice!(
+    /// The inference engine of `unet-infer`.
+    Engine { Ort = "ort", Tch = "tch" }
+);
+choice!(
+    /// A classic resampler (the `upscale` stage and the evaluation baselines).
+    Resampler { Bilinear = "bilinear", Bicubic = "bicubic", Lanczos = "lanczos" }
+);
+choice!(
+    /// The output format of the writer.
+    OutputFormat { GTiff = "GTiff", Cog = "COG" }
+);
+
 /// Every setting of every stage. Each stage reads the ones it needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -110,14 +189,14 @@ pub struct Settings {
     /// Channels of the first U-Net level (doubled at every level).
     pub unet_width: u32,
     /// Final upsampling: `pixelshuffle` or `deconv` (transposed convolution).
-    pub upsample: String,
+    pub upsample: Upsample,
     /// Interpolated input added to the output so the net learns the residual: `bicubic`,
     /// `bilinear` or `none`.
-    pub skip: String,
+    pub skip: Skip,
     /// Peak learning rate of Adam.
     pub lr: f64,
     /// `cosine` (decay to 5% of `lr`) or `constant`.
-    pub lr_schedule: String,
+    pub lr_schedule: LrSchedule,
     /// Linear warm-up steps.
     pub warmup_steps: u32,
     /// Validate every this many steps (default: every epoch, or every few epochs so that at
@@ -141,14 +220,14 @@ pub struct Settings {
     /// Weight of the feature (perceptual) term.
     pub feature_weight: f64,
     /// Per-pixel term: `l1`, `mse` or `none`.
-    pub pixel_loss: String,
+    pub pixel_loss: PixelLoss,
     /// Weight of the per-pixel term.
     pub pixel_weight: f64,
 
     // --- inference (tile-ingest in infer mode, unet-infer, upscale, geotiff-writer) ---
     /// `train` (chips for training), `infer` (overlapping LR tiles of the input in raster order)
     /// or `evaluate` (overlapping HR tiles of every input raster, to degrade and compare).
-    pub ingest_mode: String,
+    pub ingest_mode: IngestMode,
     /// Inference tile edge in LR pixels (a multiple of 2^unet_depth).
     pub infer_tile: u32,
     /// LR pixels shared by neighbouring inference tiles; blended with feathering.
@@ -156,11 +235,11 @@ pub struct Settings {
     /// Tiles per inference batch.
     pub infer_batch: u32,
     /// `ort` (ONNX Runtime, default) or `tch`.
-    pub engine: String,
+    pub engine: Engine,
     /// Classic resampler of the `upscale` stage: `bilinear`, `bicubic` or `lanczos`.
-    pub upscale_method: String,
+    pub upscale_method: Resampler,
     /// `GTiff` or `COG`.
-    pub output_format: String,
+    pub output_format: OutputFormat,
     /// Crops shown in the evaluation preview PNG (0 = no preview).
     pub preview_crops: u32,
     /// Edge of each preview crop in HR pixels (drawn at ⌊256 / size⌋×, 1× to 4×).
@@ -178,7 +257,7 @@ pub struct Settings {
     /// What an inference or evaluation graph writes.
     pub output: Option<PathBuf>,
     /// `auto` (CUDA when available), `cpu` or `cuda`.
-    pub device: String,
+    pub device: DeviceChoice,
     /// libtorch intra-op threads (default: all cores).
     pub threads: Option<i32>,
     /// Seconds a stage waits for a reply it asked for (a batch, a loss, a score) before it gives
@@ -215,10 +294,10 @@ impl Default for Settings {
             jpeg_quality: None,
             unet_depth: 2,
             unet_width: 32,
-            upsample: "pixelshuffle".into(),
-            skip: "bicubic".into(),
+            upsample: Upsample::PixelShuffle,
+            skip: Skip::Bicubic,
             lr: 1e-3,
-            lr_schedule: "cosine".into(),
+            lr_schedule: LrSchedule::Cosine,
             warmup_steps: 20,
             val_every: None,
             checkpoint_every: 0,
@@ -228,15 +307,15 @@ impl Default for Settings {
             vgg_weights: root.join("weights/vgg16.safetensors"),
             vgg_layers: "relu2_2".into(),
             feature_weight: 2e-7,
-            pixel_loss: "l1".into(),
+            pixel_loss: PixelLoss::L1,
             pixel_weight: 1.0,
-            ingest_mode: "train".into(),
+            ingest_mode: IngestMode::Train,
             infer_tile: 96,
             overlap: 8,
             infer_batch: 4,
-            engine: "ort".into(),
-            upscale_method: "bicubic".into(),
-            output_format: "GTiff".into(),
+            engine: Engine::Ort,
+            upscale_method: Resampler::Bicubic,
+            output_format: OutputFormat::GTiff,
             preview_crops: 3,
             preview_size: 128,
             creation_options: "TILED=YES,COMPRESS=DEFLATE,PREDICTOR=2,BIGTIFF=IF_SAFER".into(),
@@ -244,7 +323,7 @@ impl Default for Settings {
             log_dir: root.join("runs/logs"),
             model: None,
             output: None,
-            device: "auto".into(),
+            device: DeviceChoice::Auto,
             threads: None,
             wait_timeout_s: 600,
             resend_after_s: 60,
@@ -392,36 +471,6 @@ impl Settings {
         }
         if !(0.0..=100.0).contains(&self.max_nodata_pct) {
             return Err(Error::setting("max_nodata_pct", "must be in [0, 100]"));
-        }
-        for (key, value, allowed) in [
-            ("upsample", &self.upsample, &["pixelshuffle", "deconv"][..]),
-            ("skip", &self.skip, &["bicubic", "bilinear", "none"][..]),
-            (
-                "lr_schedule",
-                &self.lr_schedule,
-                &["cosine", "constant"][..],
-            ),
-            ("pixel_loss", &self.pixel_loss, &["l1", "mse", "none"][..]),
-            ("device", &self.device, &["auto", "cpu", "cuda"][..]),
-            (
-                "ingest_mode",
-                &self.ingest_mode,
-                &["train", "infer", "evaluate"][..],
-            ),
-            ("engine", &self.engine, &["ort", "tch"][..]),
-            (
-                "upscale_method",
-                &self.upscale_method,
-                &["bilinear", "bicubic", "lanczos"][..],
-            ),
-            ("output_format", &self.output_format, &["GTiff", "COG"][..]),
-        ] {
-            if !allowed.contains(&value.as_str()) {
-                return Err(Error::setting(
-                    key,
-                    format!("`{value}` is not one of {}", allowed.join(", ")),
-                ));
-            }
         }
         if let Some(q) = self.jpeg_quality {
             if !(1..=100).contains(&q) {

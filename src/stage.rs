@@ -125,3 +125,54 @@ pub fn map_batches(
     counts.write(log_dir)?;
     Ok(())
 }
+
+/// Steps per second of a training loop, leaving out the first steps (start-up, allocator and
+/// thread-pool warm-up): the dataflow's `timing.json` and the single-process loop measure the
+/// same way.
+#[derive(Debug, Clone)]
+pub struct StepTiming {
+    started: std::time::Instant,
+    done_s: Vec<f64>,
+}
+
+impl Default for StepTiming {
+    fn default() -> Self {
+        StepTiming {
+            started: std::time::Instant::now(),
+            done_s: Vec::new(),
+        }
+    }
+}
+
+impl StepTiming {
+    /// Steps left out of the rate.
+    pub const WARM_UP: usize = 10;
+
+    /// Notes that a step completed now.
+    pub fn step_done(&mut self) {
+        self.done_s.push(self.started.elapsed().as_secs_f64());
+    }
+
+    /// Steps timed and the seconds they took: from the end of the warm-up to the last step.
+    pub fn timed(&self) -> (usize, f64) {
+        let t = &self.done_s;
+        let skip = Self::WARM_UP.min(t.len().saturating_sub(1));
+        let secs = t.last().copied().unwrap_or(0.0) - t.get(skip).copied().unwrap_or(0.0);
+        (t.len().saturating_sub(1 + skip), secs)
+    }
+
+    /// Steps per second after the warm-up (NaN with too few steps to tell).
+    pub fn steps_per_s(&self) -> f64 {
+        let (n, secs) = self.timed();
+        if secs > 0.0 {
+            n as f64 / secs
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Seconds since the loop started.
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}

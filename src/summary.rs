@@ -104,11 +104,11 @@ pub fn summarise(run_dir: &Path, graph: Option<&Path>) -> Result<(String, bool)>
     let _ = writeln!(
         s,
         "  data      {} raster(s); {} training and {} validation chips of {} px ({} skipped for nodata)",
-        p["rasters"].as_array().map(|a| a.len()).unwrap_or(0),
-        p["train_chips"],
-        p["val_chips"],
-        p["chip_size"],
-        p["chips_skipped_nodata"]
+        p.rasters.len(),
+        p.train_chips,
+        p.val_chips,
+        p.chip_size,
+        p.chips_skipped_nodata
     );
     let metrics = std::fs::read_to_string(run_dir.join("metrics.csv")).unwrap_or_default();
     let last_loss = metrics
@@ -121,30 +121,25 @@ pub fn summarise(run_dir: &Path, graph: Option<&Path>) -> Result<(String, bool)>
                 .map(str::to_owned)
         })
         .last();
-    let stages: Vec<String> = card
-        .losses
-        .iter()
-        .filter_map(|l| l["stage"].as_str().map(str::to_owned))
-        .collect();
+    let stages: Vec<String> = card.losses.iter().map(|l| l.stage.clone()).collect();
     let _ = writeln!(
         s,
         "  loss      last train loss {} ({})",
         last_loss.unwrap_or_else(|| "-".into()),
         stages.join(" + ")
     );
-    let m = &card.metrics;
-    if let (Some(sr), Some(bi)) = (m["val_psnr"].as_f64(), m["bicubic_psnr"].as_f64()) {
+    if let Some(m) = &card.metrics {
+        let (sr, bi) = (m.val_psnr, m.bicubic_psnr);
         let _ = writeln!(
             s,
             "  val PSNR  SR {sr:.2} dB vs bicubic {bi:.2} dB ({:+.2} dB) on {} held-out tiles",
             sr - bi,
-            m["val_tiles"]
+            m.val_tiles
         );
         let _ = writeln!(
             s,
             "  val SSIM  SR {:.4} vs bicubic {:.4}",
-            m["val_ssim"].as_f64().unwrap_or(f64::NAN),
-            m["bicubic_ssim"].as_f64().unwrap_or(f64::NAN)
+            m.val_ssim, m.bicubic_ssim
         );
     } else {
         let _ = writeln!(s, "  val       no validation (val_split_pct = 0)");

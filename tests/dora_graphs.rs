@@ -43,13 +43,13 @@ fn training_graphs_through_a_real_daemon() {
     assert_eq!(c.data_type, "UInt16");
     assert_eq!(c.colour, "gray,undefined,undefined");
     assert!(
-        c.losses
-            .iter()
-            .any(|l| l["stage"] == "vgg-loss" && l["description"]["vgg_layers"] == "relu1_2"),
+        c.losses.iter().any(|l| l.stage == "vgg-loss"
+            && l.from == "vgg-loss/loss"
+            && l.description["vgg_layers"] == "relu1_2"),
         "{:?}",
         c.losses
     );
-    assert!(c.metrics["val_psnr"].as_f64().unwrap().is_finite());
+    assert!(c.metrics.unwrap().val_psnr.is_finite());
     assert_eq!(
         geosr::checkpoint::sha256_file(&run.join("model.safetensors")).unwrap(),
         c.weights_sha256
@@ -81,7 +81,7 @@ fn training_graphs_through_a_real_daemon() {
     let (ok, log) = run_graph("graphs/infer.yml", &s);
     assert!(ok, "infer.yml with tch failed:\n{log}");
     let read = |p: &Path| {
-        let r = geosr::raster::RasterSource::open(p, &[]).unwrap();
+        let r = geosr_raster::raster::RasterSource::open(p, &[]).unwrap();
         let v = r
             .read_window(0, 0, r.info.width as u32, r.info.height as u32)
             .unwrap();
@@ -130,8 +130,17 @@ fn training_graphs_through_a_real_daemon() {
             }
         }
     }
-    geosr::raster::write_geotiff::<u16>(&hr_dir.join("b.tif"), 3, w2, h2, &px, GT, &utm21n(), None)
-        .unwrap();
+    geosr_raster::raster::write_geotiff::<u16>(
+        &hr_dir.join("b.tif"),
+        3,
+        w2,
+        h2,
+        &px,
+        GT,
+        &utm21n(),
+        None,
+    )
+    .unwrap();
     let eval_dir = dir.path().join("eval");
     let eval_logs = dir.path().join("runs/eval");
     let eval_settings = format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 16\noverlap: 2\nfactor: 4\nthreads: 1\npreview_size: 32\n", hr_dir.display(), run.display(), eval_dir.display(), eval_logs.display());
@@ -261,7 +270,7 @@ fn training_graphs_through_a_real_daemon() {
     assert!(
         c.losses
             .iter()
-            .any(|l| l["stage"] == "pixel-loss" && l["description"]["pixel_loss"] == "mse"),
+            .any(|l| l.stage == "pixel-loss" && l.description["pixel_loss"] == "mse"),
         "{:?}",
         c.losses
     );
@@ -467,7 +476,7 @@ fn operators_run_in_the_dora_runtime() {
     assert_eq!(c.step, 6);
     assert_eq!(c.degradation.jpeg_quality, Some(80));
     assert!(
-        c.losses.iter().any(|l| l["description"]["runs_as"]
+        c.losses.iter().any(|l| l.description["runs_as"]
             .as_str()
             .is_some_and(|r| r.contains("operator"))),
         "{:?}",
@@ -488,7 +497,7 @@ fn operators_run_in_the_dora_runtime() {
         })
         .collect();
     let read = |p: &Path| {
-        let r = geosr::raster::RasterSource::open(p, &[]).unwrap();
+        let r = geosr_raster::raster::RasterSource::open(p, &[]).unwrap();
         r.read_window(0, 0, r.info.width as u32, r.info.height as u32)
             .unwrap()
     };

@@ -213,7 +213,7 @@ fn bad_inputs_fail_with_one_line_and_write_nothing() {
     let small = d.join("small.tif");
     uint16_scene(&small, 3, 24, 24);
     let empty = d.join("all-nodata.tif");
-    geosr::raster::write_geotiff::<u16>(
+    geosr_raster::raster::write_geotiff::<u16>(
         &empty,
         3,
         96,
@@ -263,7 +263,7 @@ fn bad_inputs_fail_with_one_line_and_write_nothing() {
     let s = infer_settings(d, "nodata-infer", &empty, Some(&model), &out, "");
     let (ok, log) = run_graph("graphs/infer.yml", &s);
     assert!(ok, "all-nodata inference:\n{log}");
-    let r = geosr::raster::RasterSource::open(&out, &[]).unwrap();
+    let r = geosr_raster::raster::RasterSource::open(&out, &[]).unwrap();
     let v = r.read_window(0, 0, 192, 192).unwrap();
     assert!(v.iter().all(|x| *x == 0.0), "nodata (0) everywhere");
     row(

@@ -2,7 +2,7 @@
 //! (or a whole cluster of its own), `dora start` with a time limit, settings files.
 #![allow(dead_code)]
 use super::common::root;
-use geosr::checkpoint::ModelCard;
+use geosr::card::ModelCard;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -54,5 +54,6 @@ pub fn utm21n() -> String {
 /// Writes a UInt16 GeoTIFF of the test pattern (values ~2000–14000, like Landsat DNs).
 pub fn uint16_scene(path: &Path, bands: usize, w: usize, h: usize) {
     let px = pattern(bands, w, h, 10_000.0, 2_000.0);
-    geosr::raster::write_geotiff::<u16>(path, bands, w, h, &px, GT, &utm21n(), None).unwrap();
+    geosr_raster::raster::write_geotiff::<u16>(path, bands, w, h, &px, GT, &utm21n(), None)
+        .unwrap();
 }

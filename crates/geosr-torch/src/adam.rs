@@ -1,6 +1,7 @@
 //! Adam with a warm-up and cosine learning-rate schedule, whose state can be saved and loaded
 //! (libtorch's C++ optimisers expose no state through tch, and `resume` needs it).
 use geosr::error::{Error, Result};
+use geosr::settings::LrSchedule;
 use std::path::Path;
 use tch::{nn::VarStore, Tensor};
 
@@ -17,17 +18,17 @@ pub struct Adam {
 
 /// Learning rate at `step` (0-based) of `total`: linear warm-up, then constant or cosine decay
 /// to 5% of the peak.
-pub fn lr_at(peak: f64, schedule: &str, warmup: u64, step: u64, total: u64) -> f64 {
+pub fn lr_at(peak: f64, schedule: LrSchedule, warmup: u64, step: u64, total: u64) -> f64 {
     if step < warmup {
         return peak * (step + 1) as f64 / warmup as f64;
     }
     match schedule {
-        "cosine" => {
+        LrSchedule::Cosine => {
             let t = (step - warmup) as f64 / (total.saturating_sub(warmup)).max(1) as f64;
             let floor = 0.05 * peak;
             floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * t.min(1.0)).cos())
         }
-        _ => peak,
+        LrSchedule::Constant => peak,
     }
 }
 

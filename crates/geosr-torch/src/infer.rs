@@ -99,7 +99,7 @@ pub struct TchEngine {
 impl TchEngine {
     pub fn load(ckpt: &LoadedCheckpoint, device: tch::Device) -> Result<Self> {
         let mut vs = tch::nn::VarStore::new(device);
-        let net = UNet::new(&vs.root(), &ckpt.card.architecture);
+        let net = UNet::new(&vs.root(), &ckpt.card.unet_config());
         vs.load(&ckpt.weights)
             .map_err(|e| Error::weights(&ckpt.weights, e.to_string()))?;
         vs.freeze();

@@ -8,7 +8,7 @@
 use crate::tensor::TorchResult;
 use crate::vgg::{caffe_input, parse_layers, Vgg16};
 use geosr::error::{Error, Result};
-use geosr::settings::Settings;
+use geosr::settings::{PixelLoss as PixelLossKind, Settings};
 use std::path::Path;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -44,14 +44,14 @@ pub fn loss_and_grad(
 /// Per-pixel loss on normalised pixels.
 #[derive(Debug, Clone)]
 pub struct PixelLoss {
-    pub kind: String,
+    pub kind: PixelLossKind,
     pub weight: f64,
 }
 
 impl PixelLoss {
     pub fn from_settings(s: &Settings) -> Self {
         PixelLoss {
-            kind: s.pixel_loss.clone(),
+            kind: s.pixel_loss,
             weight: s.pixel_weight,
         }
     }
@@ -60,10 +60,10 @@ impl PixelLoss {
 impl LossFn for PixelLoss {
     fn per_tile(&self, pred: &Tensor, hr: &Tensor, _colour: &str) -> Result<Tensor> {
         check_shapes(pred, hr)?;
-        let diff = match self.kind.as_str() {
-            "l1" => pred.l1_loss(hr, Reduction::None),
-            "mse" => pred.mse_loss(hr, Reduction::None),
-            _ => {
+        let diff = match self.kind {
+            PixelLossKind::L1 => pred.l1_loss(hr, Reduction::None),
+            PixelLossKind::Mse => pred.mse_loss(hr, Reduction::None),
+            PixelLossKind::None => {
                 return Ok(
                     Tensor::zeros([pred.size()[0]], (Kind::Float, pred.device()))
                         * pred.sum(Kind::Float),
@@ -188,7 +188,7 @@ impl LossFn for PerceptualLoss {
         let (fp, groups) = self.features(pred, colour);
         let (fh, _) = tch::no_grad(|| self.features(hr, colour));
         let mut out = self.feature_distance(&fp, &fh, n, groups) * self.feature_weight;
-        if self.pixel.kind != "none" && self.pixel.weight != 0.0 {
+        if self.pixel.kind != PixelLossKind::None && self.pixel.weight != 0.0 {
             out += self.pixel.per_tile(pred, hr, colour)?;
         }
         Ok(out)

@@ -8,6 +8,7 @@
 //! stored in the file.
 use crate::unet::UNetConfig;
 use geosr::error::{Error, Result};
+use geosr::settings::{Skip, Upsample};
 use std::collections::HashMap;
 use std::path::Path;
 use tch::Tensor;
@@ -315,7 +316,7 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
         let cat = b.node("Concat", &[&up, &skips[l]], vec![attr_int("axis", 1)]);
         x = b.block(&cat, &format!("dec{l}"))?;
     }
-    let residual = if cfg.upsample == "deconv" {
+    let residual = if cfg.upsample == Upsample::Deconv {
         let w = b.weight("tail.weight")?;
         let bias = b.weight("tail.bias")?;
         let f = cfg.factor;
@@ -335,12 +336,12 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
             vec![attr_int("blocksize", cfg.factor), attr_str("mode", "CRD")],
         )
     };
-    let out = match cfg.skip.as_str() {
-        "bicubic" | "bilinear" => {
+    let out = match cfg.skip {
+        Skip::Bicubic | Skip::Bilinear => {
             let base = b.resize(
                 "lr",
                 cfg.factor as f32,
-                if cfg.skip == "bicubic" {
+                if cfg.skip == Skip::Bicubic {
                     "cubic"
                 } else {
                     "linear"
@@ -362,7 +363,11 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
         ir_version: 7,
         producer_name: "geosr".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc_string: format!("geosr U-Net {cfg:?}"),
+        // The configuration in the words earlier exports used, so the file does not change.
+        doc_string: format!(
+            "geosr U-Net UNetConfig {{ bands: {}, factor: {}, depth: {}, width: {}, upsample: \"{}\", skip: \"{}\" }}",
+            cfg.bands, cfg.factor, cfg.depth, cfg.width, cfg.upsample, cfg.skip
+        ),
         graph: Some(b.graph),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),

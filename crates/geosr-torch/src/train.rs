@@ -1,11 +1,11 @@
 //! The training step of `unet-train`, shared with the benchmark's single-process loop.
 use crate::adam::{lr_at, Adam};
-use crate::tensor::{SettingsTorch, TileTensors};
+use crate::tensor::TileTensors;
 use crate::unet::{interpolate, UNet, UNetConfig};
 use geosr::checkpoint::LoadedCheckpoint;
 use geosr::error::{Error, Result};
 use geosr::metrics::QualitySum;
-use geosr::settings::Settings;
+use geosr::settings::{LrSchedule, Settings, Skip};
 use geosr::tile::TileBatch;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -17,7 +17,7 @@ pub struct Trainer {
     pub device: Device,
     pub total_steps: u64,
     peak_lr: f64,
-    schedule: String,
+    schedule: LrSchedule,
     warmup: u64,
 }
 
@@ -41,7 +41,7 @@ impl Trainer {
             device,
             total_steps,
             peak_lr: s.lr,
-            schedule: s.lr_schedule.clone(),
+            schedule: s.lr_schedule,
             warmup: s.warmup_steps as u64,
         }
     }
@@ -53,12 +53,12 @@ impl Trainer {
 
     /// Continues from a checkpoint of the same architecture.
     pub fn resume(&mut self, ckpt: &LoadedCheckpoint) -> Result<()> {
-        if &ckpt.card.architecture != self.net.config() {
+        if &ckpt.card.unet_config() != self.net.config() {
             return Err(Error::checkpoint(
                 &ckpt.dir,
                 format!(
                     "architecture ({}) differs from the one asked for ({})",
-                    ckpt.card.architecture,
+                    ckpt.card.unet_config(),
                     self.net.config()
                 ),
             ));
@@ -85,7 +85,7 @@ impl Trainer {
             .backward();
         let lr = lr_at(
             self.peak_lr,
-            &self.schedule,
+            self.schedule,
             self.warmup,
             self.adam.step,
             self.total_steps,
@@ -111,7 +111,7 @@ impl Trainer {
             let f = self.net.config().factor;
             (
                 self.net.forward(&x),
-                interpolate(&x, f, "bicubic").expect("bicubic is a mode"),
+                interpolate(&x, f, Skip::Bicubic).expect("bicubic is a mode"),
             )
         });
         let (c, h, w) = (hr.bands, hr.height, hr.width);
@@ -133,70 +133,4 @@ pub fn combine_grads(parts: &[(f64, Tensor)]) -> Tensor {
     let mut it = parts.iter();
     let (w0, g0) = it.next().expect("at least one loss stage");
     it.fold(g0 * *w0, |acc, (w, g)| acc + g * *w)
-}
-
-/// What [`train_in_process`] measured.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct InProcessReport {
-    pub steps: u64,
-    /// Steps after the first 10 per second (the dataflow's `timing.json` measures the same).
-    pub steps_per_s: f64,
-    pub last_loss: f64,
-    pub validation: Option<Validation>,
-}
-
-/// Training without dora: the same chips, degradation, network, loss and optimiser as the
-/// dataflow, in one process. The benchmark's baseline and `examples/train_in_process.rs`.
-pub fn train_in_process(
-    settings: &Settings,
-    loss: &dyn crate::loss::LossFn,
-    steps: u64,
-    validate_at_end: bool,
-    mut on_step: impl FnMut(u64, f64),
-) -> Result<InProcessReport> {
-    let device = settings.torch_device()?;
-    let mut plan = geosr::chips::ChipPlan::new(settings)?;
-    let deg = geosr::degrade::Degradation::from_settings(settings);
-    let cfg = UNetConfig::from_settings(settings, plan.bands());
-    let mut trainer = Trainer::new(&cfg, settings, device, steps);
-    let start = std::time::Instant::now();
-    let mut done_s = Vec::with_capacity(steps as usize);
-    let mut last_loss = f64::NAN;
-    for _ in 0..steps {
-        let (hr, paired) = plan.next_train()?;
-        let lr = match paired {
-            Some(lr) => lr,
-            None => deg.apply_batch(&hr)?,
-        };
-        let pred = trainer.predict(&lr);
-        let (value, _, grad) =
-            crate::loss::loss_and_grad(loss, &pred.detach(), &hr.tensor(device), &hr.colour)?;
-        trainer.apply(&pred, &grad);
-        last_loss = value;
-        done_s.push(start.elapsed().as_secs_f64());
-        on_step(trainer.step(), value);
-    }
-    let skip = 10.min(done_s.len().saturating_sub(1));
-    let timed = (done_s.len().saturating_sub(1 + skip)) as f64;
-    let secs = done_s.last().copied().unwrap_or(0.0) - done_s.get(skip).copied().unwrap_or(0.0);
-    let validation = if validate_at_end && !plan.val.is_empty() {
-        let mut v = Validation::default();
-        for i in 0..plan.val_batches() {
-            let (hr, paired) = plan.val_batch(i)?;
-            let lr = match paired {
-                Some(lr) => lr,
-                None => deg.apply_batch(&hr)?,
-            };
-            trainer.validate(&lr, &hr, &mut v)?;
-        }
-        Some(v)
-    } else {
-        None
-    };
-    Ok(InProcessReport {
-        steps,
-        steps_per_s: if secs > 0.0 { timed / secs } else { f64::NAN },
-        last_loss,
-        validation,
-    })
 }

@@ -6,14 +6,16 @@
 //! bilinear) skip exactly and training can only move it away from there.
 //!
 //! ```
+//! use geosr::settings::{Skip, Upsample};
 //! use geosr_torch::unet::{UNet, UNetConfig};
-//! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: "pixelshuffle".into(), skip: "bicubic".into() };
+//! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: Upsample::PixelShuffle, skip: Skip::Bicubic };
 //! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 //! let net = UNet::new(&vs.root(), &cfg);
 //! let sr = net.forward(&tch::Tensor::zeros([1, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu)));
 //! assert_eq!(sr.size(), [1, 3, 64, 64]);
 //! ```
-pub use geosr::checkpoint::UNetConfig;
+pub use geosr::card::UNetConfig;
+use geosr::settings::{Skip, Upsample};
 use tch::{nn, nn::Module, Tensor};
 
 struct Block {
@@ -86,7 +88,7 @@ impl UNet {
             bs_init: nn::Init::Const(0.0),
             ..Default::default()
         };
-        let tail = if cfg.upsample == "deconv" {
+        let tail = if cfg.upsample == Upsample::Deconv {
             let tcfg = nn::ConvTransposeConfig {
                 stride: cfg.factor,
                 ws_init: nn::Init::Const(0.0),
@@ -147,7 +149,7 @@ impl UNet {
             Tail::Shuffle(conv) => x.apply(conv).pixel_shuffle(self.cfg.factor),
             Tail::Deconv(deconv) => deconv.forward(&x),
         };
-        match interpolate(lr, self.cfg.factor, &self.cfg.skip) {
+        match interpolate(lr, self.cfg.factor, self.cfg.skip) {
             Some(base) => base + residual,
             None => residual,
         }
@@ -155,14 +157,14 @@ impl UNet {
 }
 
 /// Bicubic or bilinear upsampling by `factor` (half-pixel centres, as GDAL and OpenCV), or
-/// `None` for `mode = "none"`.
-pub fn interpolate(lr: &Tensor, factor: i64, mode: &str) -> Option<Tensor> {
+/// `None` for `Skip::None`.
+pub fn interpolate(lr: &Tensor, factor: i64, mode: Skip) -> Option<Tensor> {
     let s = lr.size();
     let out = [s[2] * factor, s[3] * factor];
     let f = factor as f64;
     match mode {
-        "bicubic" => Some(lr.upsample_bicubic2d(out, false, f, f)),
-        "bilinear" => Some(lr.upsample_bilinear2d(out, false, f, f)),
-        _ => None,
+        Skip::Bicubic => Some(lr.upsample_bicubic2d(out, false, f, f)),
+        Skip::Bilinear => Some(lr.upsample_bilinear2d(out, false, f, f)),
+        Skip::None => None,
     }
 }

@@ -2,6 +2,7 @@
 //! under libtorch.
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+use geosr::settings::{Skip, Upsample};
 use geosr_torch::infer::{Engine, OrtEngine};
 use geosr_torch::unet::{UNet, UNetConfig};
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -43,18 +44,18 @@ fn parity(cfg: UNetConfig) {
 #[test]
 fn ort_matches_tch_for_every_variant() {
     for (depth, upsample, skip, factor, bands) in [
-        (2, "pixelshuffle", "bicubic", 4, 3),
-        (1, "pixelshuffle", "bilinear", 2, 4),
-        (2, "deconv", "none", 3, 1),
-        (1, "deconv", "bicubic", 8, 3),
+        (2, Upsample::PixelShuffle, Skip::Bicubic, 4, 3),
+        (1, Upsample::PixelShuffle, Skip::Bilinear, 2, 4),
+        (2, Upsample::Deconv, Skip::None, 3, 1),
+        (1, Upsample::Deconv, Skip::Bicubic, 8, 3),
     ] {
         parity(UNetConfig {
             bands,
             factor,
             depth,
             width: 8,
-            upsample: upsample.into(),
-            skip: skip.into(),
+            upsample,
+            skip,
         });
     }
 }

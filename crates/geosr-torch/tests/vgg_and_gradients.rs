@@ -2,6 +2,7 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 use common::*;
+use geosr::settings::PixelLoss as PixelLossKind;
 use geosr::settings::Settings;
 use geosr::tile::TileBatch;
 use geosr_torch::loss::{loss_and_grad, LossFn, PerceptualLoss, PixelLoss};
@@ -131,8 +132,8 @@ fn compare_protocol_with_autograd(loss: &dyn LossFn, bands: i64, colour: &str) {
         factor: 2,
         depth: 1,
         width: 8,
-        upsample: "pixelshuffle".into(),
-        skip: "bicubic".into(),
+        upsample: geosr::settings::Upsample::PixelShuffle,
+        skip: geosr::settings::Skip::Bicubic,
     };
     let vs = VarStore::new(Device::Cpu);
     let net = UNet::new(&vs.root(), &cfg);
@@ -195,15 +196,8 @@ fn compare_protocol_with_autograd(loss: &dyn LossFn, bands: i64, colour: &str) {
 
 #[test]
 fn pixel_loss_gradient_equals_autograd() {
-    for kind in ["l1", "mse"] {
-        compare_protocol_with_autograd(
-            &PixelLoss {
-                kind: kind.into(),
-                weight: 1.0,
-            },
-            3,
-            "red,green,blue",
-        );
+    for kind in [PixelLossKind::L1, PixelLossKind::Mse] {
+        compare_protocol_with_autograd(&PixelLoss { kind, weight: 1.0 }, 3, "red,green,blue");
     }
 }
 
@@ -230,11 +224,8 @@ fn plain_rust_pixel_loss_equals_libtorch() {
     let pred = Tensor::randn([n, c, h, w], (Kind::Float, Device::Cpu));
     let hr = Tensor::randn([n, c, h, w], (Kind::Float, Device::Cpu));
     let flat = |t: &Tensor| Vec::<f32>::try_from(t.reshape([-1])).unwrap();
-    for kind in ["l1", "mse"] {
-        let torch = PixelLoss {
-            kind: kind.into(),
-            weight: 0.7,
-        };
+    for kind in [PixelLossKind::L1, PixelLossKind::Mse] {
+        let torch = PixelLoss { kind, weight: 0.7 };
         let (loss, shares, grad) = loss_and_grad(&torch, &pred, &hr, "").unwrap();
         let (loss2, shares2, grad2) =
             geosr::pixel_loss::loss_and_grad(kind, 0.7, &flat(&pred), &flat(&hr), n as usize)

@@ -1,7 +1,8 @@
 //! `degrade`: HR tiles in, LR tiles out (bilinear downsampling by `factor`, optional blur,
 //! noise, JPEG). Every input `hr…` is answered on the output `lr…` of the same suffix.
 //! See README.md beside this file.
-use geosr::degrade::Degradation;
+use geosr::card::Degradation;
+use geosr_raster::degrade::Degrade;
 use std::process::ExitCode;
 
 const STAGE: &str = "degrade";
@@ -20,7 +21,8 @@ fn main() -> ExitCode {
         };
         geosr::stage::init(STAGE, &log_dir);
         // Evaluation degrades exactly as the model's training did: the card's settings win.
-        let deg = Degradation::for_stage(&settings)?;
+        let card = geosr::checkpoint::model_card_of(&settings)?;
+        let deg = Degradation::for_stage(&settings, card.as_ref());
         tracing::info!(?deg, from_model = settings.model.is_some(), "degrade ready");
         geosr::stage::map_batches(node, inbox, &log_dir, |id, hr| {
             let output = id

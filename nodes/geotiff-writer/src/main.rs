@@ -14,12 +14,16 @@ fn main() -> ExitCode {
         let started = Instant::now();
         // The tile counts are written whatever the outcome: they show where tiles stopped.
         let mut counts = geosr::flow::TileCounts::new(STAGE);
-        let result =
-            geosr::writer::write_super_resolved(&mut node, &mut inbox, &settings, &mut counts);
+        let result = geosr_raster::writer::write_super_resolved(
+            &mut node,
+            &mut inbox,
+            &settings,
+            &mut counts,
+        );
         counts.write(&settings.log_dir)?;
         let written = result?;
         let secs = started.elapsed().as_secs_f64();
-        let info = geosr::raster::RasterSource::open(&written.path, &[])?.info;
+        let info = geosr_raster::raster::RasterSource::open(&written.path, &[])?.info;
         let mp = (info.width * info.height) as f64 / 1e6;
         tracing::info!(output = %written.path.display(), width = info.width, height = info.height, tiles = written.tiles, batches_out_of_order = written.overtaking, seconds = format!("{secs:.1}"), megapixels_per_s = format!("{:.2}", mp / secs), "written");
         println!(

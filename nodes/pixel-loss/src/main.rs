@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         geosr::stage::init(STAGE, &settings.run_dir);
         settings.apply_threads();
         let device = settings.torch_device()?;
-        if settings.pixel_loss == "none" {
+        if settings.pixel_loss == geosr::settings::PixelLoss::None {
             eyre::bail!("pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
         }
         let loss = PixelLoss::from_settings(&settings);

@@ -10,11 +10,15 @@ fn main() -> ExitCode {
         geosr::stage::pin_mmap_threshold();
         geosr::stage::init(STAGE, &settings.log_dir);
         // With a model given (evaluation), upscale by the model's factor so outputs line up.
-        let factor = geosr::upscale::factor_for_stage(&settings)?;
-        let (f, method) = (factor as usize, settings.upscale_method.clone());
+        let card = geosr::checkpoint::model_card_of(&settings)?;
+        let f = geosr::card::factor_for(&settings, card.as_ref()) as usize;
+        let method = settings.upscale_method;
         tracing::info!(factor = f, method = %method, "upscale ready");
         geosr::stage::map_batches(node, inbox, &settings.log_dir, |_, lr| {
-            Ok(("sr".into(), geosr::upscale::upscale_batch(&lr, f, &method)?))
+            Ok((
+                "sr".into(),
+                geosr_raster::upscale::upscale_batch(&lr, f, method)?,
+            ))
         })
     })
 }

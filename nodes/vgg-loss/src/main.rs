@@ -47,10 +47,5 @@ fn trained_layers(settings: &Settings) -> eyre::Result<Option<String>> {
         return Ok(None);
     };
     let card = geosr::checkpoint::load_checkpoint(dir)?.card;
-    Ok(card
-        .losses
-        .iter()
-        .find(|l| l["stage"] == "vgg-loss")
-        .and_then(|l| l["description"]["vgg_layers"].as_str())
-        .map(str::to_owned))
+    Ok(card.vgg_layers().map(str::to_owned))
 }

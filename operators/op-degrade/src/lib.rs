@@ -2,10 +2,11 @@
 //! then the optional Gaussian blur (`blur_sigma`, before downsampling), JPEG (`jpeg_quality`)
 //! and noise (`noise_std`). Same contract as the `degrade` node: every input `hr…` is answered on
 //! the output `lr…` of the same suffix. See README.md beside this file.
-use geosr::degrade::Degradation;
+use geosr::card::Degradation;
 use geosr::settings::Settings;
 use geosr::tile::TileBatch;
 use geosr_operator::{TileOperator, TileStage};
+use geosr_raster::degrade::Degrade as _;
 
 dora_operator_api::register_operator!(TileOperator<Degrade>);
 
@@ -24,7 +25,8 @@ impl TileStage for Degrade {
                 s.run_dir.clone()
             }
         };
-        Ok((Degrade(Degradation::for_stage(&s)?), dir))
+        let card = geosr::checkpoint::model_card_of(&s)?;
+        Ok((Degrade(Degradation::for_stage(&s, card.as_ref())), dir))
     }
 
     fn on_batch(&mut self, input: &str, hr: TileBatch) -> eyre::Result<Vec<(String, TileBatch)>> {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 dora_operator_api::register_operator!(TileOperator<PixelLoss>);
 
 pub struct PixelLoss {
-    kind: String,
+    kind: geosr::settings::PixelLoss,
     weight: f64,
     /// Halves of a batch waiting for the other one, by `batch_id`.
     hr: BTreeMap<u64, TileBatch>,
@@ -23,7 +23,7 @@ impl TileStage for PixelLoss {
     fn from_env() -> eyre::Result<(Self, std::path::PathBuf)> {
         let s = Settings::from_env()?;
         s.check_run_dir()?;
-        if s.pixel_loss == "none" {
+        if s.pixel_loss == geosr::settings::PixelLoss::None {
             eyre::bail!("pixel_loss is `none`; a pixel-loss stage needs `l1` or `mse`");
         }
         // What the model card records about this loss stage.
@@ -37,7 +37,7 @@ impl TileStage for PixelLoss {
             }),
         )?;
         let stage = PixelLoss {
-            kind: s.pixel_loss.clone(),
+            kind: s.pixel_loss,
             weight: s.pixel_weight,
             hr: BTreeMap::new(),
             pred: BTreeMap::new(),
@@ -59,7 +59,7 @@ impl TileStage for PixelLoss {
         let (Some(pred), Some(hr)) = (self.pred.get(&key), self.hr.get(&key)) else {
             return Ok(Vec::new());
         };
-        let reply = geosr::pixel_loss::reply(&self.kind, self.weight, pred, hr)?;
+        let reply = geosr::pixel_loss::reply(self.kind, self.weight, pred, hr)?;
         self.pred.remove(&key);
         self.hr.remove(&key);
         Ok(vec![("loss".into(), reply)])

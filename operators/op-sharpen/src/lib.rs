@@ -53,7 +53,7 @@ fn process(batch: &TileBatch, stage: &Stage) -> eyre::Result<TileBatch> {
     let (c, h, w) = (batch.bands, batch.height, batch.width);
     let mut pixels = Vec::with_capacity(batch.pixels.len());
     for tile in batch.pixels.chunks_exact(batch.tile_len()) {
-        let blurred = geosr::degrade::gaussian_blur(tile, c, h, w, stage.sigma);
+        let blurred = geosr_raster::degrade::gaussian_blur(tile, c, h, w, stage.sigma);
         pixels.extend(
             tile.iter()
                 .zip(&blurred)

@@ -1,13 +1,13 @@
 //! The loop of `geotiff-writer`: asks for LR batches through the credit flow, takes their SR
 //! versions in index order whatever order they arrive in, blends them into a [`Mosaic`] and
 //! puts the file in place when complete.
-use crate::flow::{CreditWindow, Request, TileCounts};
 use crate::mosaic::{Mosaic, MosaicOptions};
-use crate::node::{Inbox, Next};
-use crate::settings::Settings;
-use crate::stage::send_array;
-use crate::tile::TileBatch;
 use dora_node_api::DoraNode;
+use geosr::flow::{CreditWindow, Request, TileCounts};
+use geosr::node::{Inbox, Next};
+use geosr::settings::Settings;
+use geosr::stage::send_array;
+use geosr::tile::TileBatch;
 use std::path::PathBuf;
 
 /// What a finished write reports.
@@ -33,7 +33,7 @@ pub fn write_super_resolved(
     })?;
     let opts = MosaicOptions {
         creation_options: settings.creation_option_list(),
-        format: settings.output_format.clone(),
+        format: settings.output_format,
         overlap: settings.overlap,
     };
     let mut window = CreditWindow::new(settings.prefetch as u64);

@@ -3,18 +3,20 @@
 //! baselines SR is compared against, and a stand-in for the U-Net that needs no model.
 //!
 //! ```
-//! use geosr::upscale::upscale;
+//! use geosr::settings::Resampler;
+//! use geosr_raster::upscale::upscale;
 //! let lr = vec![2.0f32; 4 * 4];
-//! let hr = upscale(&lr, 1, 4, 4, 4, "lanczos").unwrap();
+//! let hr = upscale(&lr, 1, 4, 4, 4, Resampler::Lanczos);
 //! assert!(hr.iter().all(|v| (v - 2.0).abs() < 1e-5)); // constant stays constant
 //! ```
 use crate::degrade::{resample_separable, Taps};
-use crate::error::{Error, Result};
+use geosr::error::Result;
+use geosr::settings::Resampler;
 
 /// A resampling kernel: its radius in input pixels and its weight function.
 type Kernel = (f64, fn(f64) -> f64);
 
-fn kernel(name: &str) -> Result<Kernel> {
+fn kernel(method: Resampler) -> Kernel {
     fn bilinear(x: f64) -> f64 {
         (1.0 - x.abs()).max(0.0)
     }
@@ -39,46 +41,31 @@ fn kernel(name: &str) -> Result<Kernel> {
             0.0
         }
     }
-    match name {
-        "bilinear" => Ok((1.0, bilinear)),
-        "bicubic" => Ok((2.0, bicubic)),
-        "lanczos" => Ok((3.0, lanczos3)),
-        other => Err(Error::setting(
-            "upscale_method",
-            format!("`{other}` is not one of bilinear, bicubic, lanczos"),
-        )),
+    match method {
+        Resampler::Bilinear => (1.0, bilinear),
+        Resampler::Bicubic => (2.0, bicubic),
+        Resampler::Lanczos => (3.0, lanczos3),
     }
 }
 
 /// Upsampling taps from `n_in` to `n_in × factor` samples.
-/// The factor an upscaling stage works at: the model's when `model` is given (so its output lines
-/// up with the model's), else `factor`.
-pub fn factor_for_stage(s: &crate::settings::Settings) -> Result<u32> {
-    match &s.model {
-        Some(dir) => Ok(crate::checkpoint::load_checkpoint(dir)?
-            .card
-            .downsample_factor),
-        None => Ok(s.factor),
-    }
-}
-
 /// Upscales every tile of an LR batch by `f` with `method`, keeping ids and windows.
 pub fn upscale_batch(
-    lr: &crate::tile::TileBatch,
+    lr: &geosr::tile::TileBatch,
     f: usize,
-    method: &str,
-) -> Result<crate::tile::TileBatch> {
+    method: Resampler,
+) -> Result<geosr::tile::TileBatch> {
     let mut pixels = Vec::with_capacity(lr.pixels.len() * f * f);
     for tile in lr.pixels.chunks_exact(lr.tile_len()) {
-        pixels.extend(upscale(tile, lr.bands, lr.height, lr.width, f, method)?);
+        pixels.extend(upscale(tile, lr.bands, lr.height, lr.width, f, method));
     }
     lr.derived(lr.bands, lr.height * f, lr.width * f, pixels)
 }
 
-pub fn upscale_taps(n_in: usize, factor: usize, method: &str) -> Result<Vec<Taps>> {
-    let (radius, k) = kernel(method)?;
+pub fn upscale_taps(n_in: usize, factor: usize, method: Resampler) -> Vec<Taps> {
+    let (radius, k) = kernel(method);
     let r = radius as isize;
-    Ok((0..n_in * factor)
+    (0..n_in * factor)
         .map(|i| {
             let centre = (i as f64 + 0.5) / factor as f64 - 0.5;
             let base = centre.floor() as isize;
@@ -96,7 +83,7 @@ pub fn upscale_taps(n_in: usize, factor: usize, method: &str) -> Result<Vec<Taps
                 weights: w.into_iter().map(|v| (v / s) as f32).collect(),
             }
         })
-        .collect())
+        .collect()
 }
 
 /// Upscales CHW planes by `factor` with `method`.
@@ -106,9 +93,9 @@ pub fn upscale(
     h: usize,
     w: usize,
     factor: usize,
-    method: &str,
-) -> Result<Vec<f32>> {
-    let rows = upscale_taps(h, factor, method)?;
-    let cols = upscale_taps(w, factor, method)?;
-    Ok(resample_separable(src, c, h, w, &rows, &cols))
+    method: Resampler,
+) -> Vec<f32> {
+    let rows = upscale_taps(h, factor, method);
+    let cols = upscale_taps(w, factor, method);
+    resample_separable(src, c, h, w, &rows, &cols)
 }

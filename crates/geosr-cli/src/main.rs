@@ -14,6 +14,7 @@
 //! settings from the environment like the nodes (`GEOSR_SETTINGS`, `GEOSR_*`) and writes
 //! `runs/bench/bench.md`.
 use eyre::{bail, WrapErr};
+use geosr::settings::Engine;
 use std::path::PathBuf;
 
 fn main() -> std::process::ExitCode {
@@ -90,8 +91,8 @@ fn command() -> eyre::Result<()> {
             };
             let root = geosr::settings::project_root();
             let settings = geosr::settings::Settings::from_env()?;
-            let dir = geosr_torch::bench::default_dir(&root);
-            let (md, _) = geosr_torch::bench::run(&root, &settings, steps, &dir)?;
+            let dir = geosr_cli::bench::default_dir(&root);
+            let (md, _) = geosr_cli::bench::run(&root, &settings, steps, &dir)?;
             geosr::atomic::write_atomic(&dir.join("bench.md"), md.as_bytes())?;
             print!("{md}");
         }
@@ -99,21 +100,21 @@ fn command() -> eyre::Result<()> {
             let run = PathBuf::from(&args[1]);
             let ckpt = geosr::checkpoint::load_checkpoint(&run)?;
             let mut vs = tch::nn::VarStore::new(tch::Device::Cpu);
-            let _net = geosr_torch::unet::UNet::new(&vs.root(), &ckpt.card.architecture);
+            let _net = geosr_torch::unet::UNet::new(&vs.root(), &ckpt.card.unet_config());
             vs.load(&ckpt.weights)?;
             let out = run.join("model.onnx");
-            geosr_torch::onnx::export_unet(&ckpt.card.architecture, &vs.variables(), &out)?;
+            geosr_torch::onnx::export_unet(&ckpt.card.unet_config(), &vs.variables(), &out)?;
             println!("wrote {}", out.display());
         }
         Some("curves") if args.len() == 2 => {
             let run = PathBuf::from(&args[1]);
             let out = run.join("curves.png");
-            geosr::evaluate::plot_training_curves(&run.join("metrics.csv"), &out)?;
+            geosr::plot::training_curves(&run.join("metrics.csv"), &out)?;
             println!("wrote {}", out.display());
         }
         Some("bench-infer") if (3..=4).contains(&args.len()) => {
             let root = geosr::settings::project_root();
-            let dir = geosr_torch::bench::default_dir(&root).join("infer");
+            let dir = geosr_cli::bench::default_dir(&root).join("infer");
             let mut s = geosr::settings::Settings::from_env()?;
             s.model = Some(std::fs::canonicalize(&args[1])?);
             s.input = std::fs::canonicalize(&args[2])?;
@@ -122,7 +123,7 @@ fn command() -> eyre::Result<()> {
                 .card
                 .downsample_factor;
             let mut md = String::from("| run | output MP | seconds | MP/s | peak RSS of the nodes |\n|---|---:|---:|---:|---:|\n");
-            let mut row = |name: &str, r: &geosr_torch::bench::InferRun| {
+            let mut row = |name: &str, r: &geosr_cli::bench::InferRun| {
                 md.push_str(&format!(
                     "| {name} | {:.1} | {:.1} | {:.2} | {:.0} MiB |\n",
                     r.output_megapixels,
@@ -131,14 +132,14 @@ fn command() -> eyre::Result<()> {
                     r.peak_rss_bytes as f64 / 1048576.0
                 ));
             };
-            for engine in ["ort", "tch"] {
-                s.engine = engine.into();
+            for engine in [Engine::Ort, Engine::Tch] {
+                s.engine = engine;
                 s.output = Some(dir.join(format!("sr-{engine}.tif")));
-                let r = geosr_torch::bench::run_inference(
+                let r = geosr_cli::bench::run_inference(
                     &root,
                     "graphs/infer.yml",
                     &s,
-                    &dir.join(engine),
+                    &dir.join(engine.as_str()),
                 )?;
                 row(&format!("{} x{factor} with {engine}", args[2]), &r);
             }
@@ -148,12 +149,12 @@ fn command() -> eyre::Result<()> {
                     .map_err(|_| eyre::eyre!("big_edge `{edge}` is not a number"))?;
                 let big = dir.join(format!("synthetic-{edge}.tif"));
                 if !big.exists() {
-                    geosr_torch::bench::synthetic_raster(&big, edge, edge)?;
+                    geosr_cli::bench::synthetic_raster(&big, edge, edge)?;
                 }
                 s.input = big;
-                s.engine = "ort".into();
+                s.engine = Engine::Ort;
                 s.output = Some(dir.join("sr-big.tif"));
-                let r = geosr_torch::bench::run_inference(
+                let r = geosr_cli::bench::run_inference(
                     &root,
                     "graphs/infer.yml",
                     &s,
@@ -165,7 +166,7 @@ fn command() -> eyre::Result<()> {
                 );
                 let _ = std::fs::remove_file(dir.join("sr-big.tif"));
             }
-            md.push_str(&format!("\n{}\n", geosr_torch::bench::machine()));
+            md.push_str(&format!("\n{}\n", geosr_cli::bench::machine()));
             geosr::atomic::write_atomic(&dir.join("bench-infer.md"), md.as_bytes())?;
             print!("{md}");
         }

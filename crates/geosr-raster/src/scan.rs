@@ -1,15 +1,15 @@
 //! Inference tiling: an LR raster of any size cut into overlapping tiles in raster order, read
 //! window by window through GDAL (never the whole raster), normalised as the model card says.
-use crate::checkpoint::ModelCard;
-use crate::error::{Error, Result};
 use crate::raster::RasterSource;
-use crate::tile::{Split, TileBatch, TileGeometry};
+use geosr::card::ModelCard;
+use geosr::error::{Error, Result};
+use geosr::tile::{Split, TileBatch, TileGeometry};
 use std::path::Path;
 
 /// The tiles of one raster.
 pub struct ScanPlan {
     src: RasterSource,
-    norm: crate::chips::Normalisation,
+    norm: geosr::card::Normalisation,
     /// Tile edge in LR pixels (both axes; smaller rasters are padded up to it).
     pub tile: (u32, u32),
     /// Tile windows `x, y, w, h` (w, h = valid part, ≤ tile) in raster order.
@@ -76,7 +76,7 @@ impl ScanPlan {
         let src = RasterSource::open(path, &[])?;
         let Some(card) = card else {
             let c = src.info.bands.len();
-            let norm = crate::chips::Normalisation {
+            let norm = geosr::card::Normalisation {
                 offset: vec![0.0; c],
                 scale: vec![1.0; c],
                 fill: vec![0.0; c],
@@ -119,7 +119,7 @@ impl ScanPlan {
 
     fn tiled(
         src: RasterSource,
-        norm: crate::chips::Normalisation,
+        norm: geosr::card::Normalisation,
         level: u32,
         tile: u32,
         overlap: u32,

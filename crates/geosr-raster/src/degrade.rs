@@ -12,14 +12,16 @@
 //! noise and JPEG compression (through GDAL's JPEG driver) after it.
 //!
 //! ```
-//! use geosr::degrade::downsample_bilinear;
+//! use geosr_raster::degrade::downsample_bilinear;
 //! // A 4×4 ramp shrunk by 2 keeps its mean.
 //! let hr: Vec<f32> = (0..16).map(|v| v as f32).collect();
 //! let lr = downsample_bilinear(&hr, 1, 4, 4, 2, true);
 //! assert_eq!(lr.len(), 4);
 //! assert!((lr.iter().sum::<f32>() / 4.0 - 7.5).abs() < 1e-5);
 //! ```
-use crate::error::{Error, Result};
+use geosr::card::Degradation;
+use geosr::error::{Error, Result};
+use geosr::tile::TileBatch;
 use rand::{Rng, SeedableRng};
 
 /// Taps of one output sample: the first input index and the weights from there on.
@@ -149,73 +151,49 @@ pub fn gaussian_blur(src: &[f32], c: usize, h: usize, w: usize, sigma: f64) -> V
     resample_separable(src, c, h, w, &taps(h), &taps(w))
 }
 
-/// The degradation settings of one pipeline.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Degradation {
-    pub factor: u32,
-    pub antialias: bool,
-    pub blur_sigma: f64,
-    pub noise_std: f64,
-    pub jpeg_quality: Option<u8>,
+/// Applying a [`Degradation`] (its description lives in the model card, `geosr::card`).
+pub trait Degrade {
+    /// Degrades one CHW tile. `seed` makes the noise repeatable per tile.
+    fn apply(&self, tile: &[f32], c: usize, h: usize, w: usize, seed: u64) -> Result<Vec<f32>>;
+    /// Degrades every tile of an HR batch into an LR batch with the same ids and ground
+    /// footprint. Noise seeds follow the batch and tile, so a run is repeatable.
+    fn apply_batch(&self, hr: &TileBatch) -> Result<TileBatch>;
 }
 
-impl Degradation {
-    /// The degradation a stage applies: the one recorded in the card of `model` when a model is
-    /// given (evaluation degrades exactly as training did), else the settings'.
-    pub fn for_stage(s: &crate::settings::Settings) -> Result<Self> {
-        match &s.model {
-            Some(dir) => Ok(crate::checkpoint::load_checkpoint(dir)?.card.degradation),
-            None => Ok(Self::from_settings(s)),
-        }
-    }
-
-    pub fn from_settings(s: &crate::settings::Settings) -> Self {
-        Degradation {
-            factor: s.factor,
-            antialias: s.antialias,
-            blur_sigma: s.blur_sigma,
-            noise_std: s.noise_std,
-            jpeg_quality: s.jpeg_quality,
-        }
-    }
-
-    /// Degrades one CHW tile. `seed` makes the noise repeatable per tile.
-    pub fn apply(&self, tile: &[f32], c: usize, h: usize, w: usize, seed: u64) -> Result<Vec<f32>> {
+impl Degrade for Degradation {
+    fn apply(&self, tile: &[f32], c: usize, h: usize, w: usize, seed: u64) -> Result<Vec<f32>> {
         let f = self.factor as usize;
+        let spec = &self.spec;
         if !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(Error::Contract(format!(
                 "tile {w}x{h} is not a multiple of factor {f}"
             )));
         }
         let blurred;
-        let src = if self.blur_sigma > 0.0 {
-            blurred = gaussian_blur(tile, c, h, w, self.blur_sigma);
+        let src = if spec.blur_sigma > 0.0 {
+            blurred = gaussian_blur(tile, c, h, w, spec.blur_sigma);
             &blurred[..]
         } else {
             tile
         };
-        let mut lr = downsample_bilinear(src, c, h, w, f, self.antialias);
-        if let Some(q) = self.jpeg_quality {
+        let mut lr = downsample_bilinear(src, c, h, w, f, spec.antialias);
+        if let Some(q) = spec.jpeg_quality {
             lr = jpeg_round_trip(&lr, c, h / f, w / f, q)?;
         }
-        if self.noise_std > 0.0 {
+        if spec.noise_std > 0.0 {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
             for v in lr.iter_mut() {
                 // Box–Muller: two uniforms give one standard normal sample.
                 let u1: f64 = rng.gen_range(f64::EPSILON..1.0);
                 let u2: f64 = rng.gen();
                 let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-                *v += (z * self.noise_std) as f32;
+                *v += (z * spec.noise_std) as f32;
             }
         }
         Ok(lr)
     }
-}
 
-impl Degradation {
-    /// Degrades every tile of an HR batch into an LR batch with the same ids and ground
-    /// footprint. Noise seeds follow the batch and tile, so a run is repeatable.
-    pub fn apply_batch(&self, hr: &crate::tile::TileBatch) -> Result<crate::tile::TileBatch> {
+    fn apply_batch(&self, hr: &TileBatch) -> Result<TileBatch> {
         let f = self.factor as usize;
         let (c, h, w) = (hr.bands, hr.height, hr.width);
         let mut pixels = Vec::with_capacity(hr.pixels.len() / (f * f));
@@ -350,10 +328,12 @@ mod tests {
     fn noise_is_seeded_and_has_the_asked_spread() {
         let d = Degradation {
             factor: 2,
-            antialias: true,
-            blur_sigma: 0.0,
-            noise_std: 0.1,
-            jpeg_quality: None,
+            spec: geosr::card::DegradationSpec {
+                antialias: true,
+                blur_sigma: 0.0,
+                noise_std: 0.1,
+                jpeg_quality: None,
+            },
         };
         let tile = vec![0.5f32; 64 * 64];
         let a = d.apply(&tile, 1, 64, 64, 9).unwrap();

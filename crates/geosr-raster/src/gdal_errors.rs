@@ -7,15 +7,15 @@
 //! stderr); [`Watch`] then tells whether an operation raised one, with GDAL's message.
 //!
 //! ```
-//! use geosr::gdal_errors::Watch;
+//! use geosr_raster::gdal_errors::Watch;
 //! let watch = Watch::start();
 //! let gtiff = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
 //! assert!(gtiff.create("/nonexistent/x.tif", 8, 8, 1).is_err());
 //! let err = watch.check("/nonexistent/x.tif".as_ref(), "creating").unwrap_err();
 //! assert!(err.to_string().starts_with("raster /nonexistent/x.tif: creating failed: "), "{err}");
 //! ```
-use crate::error::{Error, Result};
 use gdal::errors::CplErrType;
+use geosr::error::{Error, Result};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;

@@ -5,15 +5,16 @@
 //! come can touch; rows above the current tile row are final and are written out, so memory
 //! grows with the output width times one tile row, not with the raster. The output goes to a
 //! temporary file beside the final path and is renamed into place only when complete (see
-//! [`crate::atomic`]); every GDAL failure while writing, flushing or closing is an error
+//! [`geosr::atomic`]); every GDAL failure while writing, flushing or closing is an error
 //! ([`crate::gdal_errors`]), and a failed run leaves nothing at the output path.
-use crate::atomic::PendingFile;
-use crate::error::{Error, Result};
 use crate::gdal_errors::{checked, Watch};
 use crate::raster::RasterSource;
-use crate::tile::TileBatch;
 use gdal::raster::{Buffer, RasterCreationOptions};
 use gdal::{Dataset, DriverManager};
+use geosr::atomic::PendingFile;
+use geosr::error::{Error, Result};
+use geosr::settings::OutputFormat;
+use geosr::tile::TileBatch;
 use std::path::{Path, PathBuf};
 
 /// Output options.
@@ -21,8 +22,7 @@ use std::path::{Path, PathBuf};
 pub struct MosaicOptions {
     /// GDAL creation options, e.g. `TILED=YES,COMPRESS=DEFLATE`.
     pub creation_options: Vec<String>,
-    /// `GTiff` or `COG`.
-    pub format: String,
+    pub format: OutputFormat,
     /// LR pixels of overlap between neighbouring tiles (the feathering width is factor × this).
     pub overlap: u32,
 }
@@ -76,7 +76,7 @@ impl Mosaic {
         {
             co.push("INTERLEAVE=BAND".into());
         }
-        if opts.format == "COG" {
+        if opts.format == OutputFormat::Cog {
             // The COG is made from this intermediate at the end; keep it simple and fast.
             co = vec![
                 "TILED=YES".into(),
@@ -329,7 +329,7 @@ impl Mosaic {
         let mut ds = self.ds.take().expect("open until finished");
         checked(&self.out, "flushing the output", || ds.flush_cache())?;
         let watch = Watch::start();
-        if self.opts.format == "COG" {
+        if self.opts.format == OutputFormat::Cog {
             // The COG is a copy of the finished intermediate, written atomically itself.
             let cog = PendingFile::new(&self.out, ".cog.tif")?;
             let driver = DriverManager::get_driver_by_name("COG").map_err(gdal_err(&self.out))?;

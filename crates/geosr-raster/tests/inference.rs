@@ -1,16 +1,17 @@
 //! Inference tiling and mosaicking on real GeoTIFFs: georeferencing, size, seams (constant and
 //! ramp), nodata, data types, atomic output, band-count mismatch, bounded memory.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 use common::*;
-use geosr::mosaic::{Mosaic, MosaicOptions};
-use geosr::raster::RasterSource;
-use geosr::scan::ScanPlan;
+use geosr_raster::mosaic::{Mosaic, MosaicOptions};
+use geosr_raster::raster::RasterSource;
+use geosr_raster::scan::ScanPlan;
 use std::path::Path;
 
 fn opts(overlap: u32) -> MosaicOptions {
     MosaicOptions {
         creation_options: vec!["TILED=YES".into(), "COMPRESS=DEFLATE".into()],
-        format: "GTiff".into(),
+        format: geosr::settings::OutputFormat::GTiff,
         overlap,
     }
 }
@@ -31,9 +32,14 @@ fn upscale_raster(
         let lr = plan.batch(i).unwrap();
         let mut px = Vec::new();
         for t in lr.pixels.chunks_exact(lr.tile_len()) {
-            px.extend(
-                geosr::upscale::upscale(t, lr.bands, lr.height, lr.width, factor, method).unwrap(),
-            );
+            px.extend(geosr_raster::upscale::upscale(
+                t,
+                lr.bands,
+                lr.height,
+                lr.width,
+                factor,
+                method.parse().unwrap(),
+            ));
         }
         let sr = lr
             .derived(lr.bands, lr.height * factor, lr.width * factor, px)
@@ -45,7 +51,7 @@ fn upscale_raster(
     peak
 }
 
-fn read_all(p: &Path) -> (geosr::raster::RasterInfo, Vec<f32>) {
+fn read_all(p: &Path) -> (geosr_raster::raster::RasterInfo, Vec<f32>) {
     let s = RasterSource::open(p, &[]).unwrap();
     let (w, h) = (s.info.width as u32, s.info.height as u32);
     let v = s.read_window(0, 0, w, h).unwrap();
@@ -87,8 +93,17 @@ fn a_constant_stays_constant_and_a_ramp_stays_a_ramp_across_tiles() {
     let dir = tempfile::tempdir().unwrap();
     let (w, h) = (90usize, 75usize);
     let constant = dir.path().join("constant.tif");
-    geosr::raster::write_geotiff::<f32>(&constant, 1, w, h, &vec![7.25; w * h], GT, "", None)
-        .unwrap();
+    geosr_raster::raster::write_geotiff::<f32>(
+        &constant,
+        1,
+        w,
+        h,
+        &vec![7.25; w * h],
+        GT,
+        "",
+        None,
+    )
+    .unwrap();
     let out = dir.path().join("constant-sr.tif");
     upscale_raster(&constant, &out, 2, "lanczos", 32, 6);
     let (_, px) = read_all(&out);
@@ -100,7 +115,7 @@ fn a_constant_stays_constant_and_a_ramp_stays_a_ramp_across_tiles() {
         .flat_map(|y| (0..w).map(move |x| 3.0 * x as f32 + 2.0 * y as f32))
         .collect();
     let src = dir.path().join("ramp.tif");
-    geosr::raster::write_geotiff::<f32>(&src, 1, w, h, &ramp, GT, "", None).unwrap();
+    geosr_raster::raster::write_geotiff::<f32>(&src, 1, w, h, &ramp, GT, "", None).unwrap();
     let out = dir.path().join("ramp-sr.tif");
     let f = 2usize;
     upscale_raster(&src, &out, f, "bilinear", 32, 6);
@@ -133,7 +148,7 @@ fn nodata_stays_nodata() {
         }
     }
     let src = dir.path().join("wedge.tif");
-    geosr::raster::write_geotiff::<u16>(&src, 3, w, h, &px, GT, &utm21n(), None).unwrap();
+    geosr_raster::raster::write_geotiff::<u16>(&src, 3, w, h, &px, GT, &utm21n(), None).unwrap();
     let out = dir.path().join("wedge-sr.tif");
     upscale_raster(&src, &out, 2, "bicubic", 32, 4);
     let (info, sr) = read_all(&out);
@@ -183,12 +198,16 @@ fn unfinished_output_leaves_nothing_behind() {
 #[test]
 fn band_count_and_type_must_match_the_model() {
     let dir = tempfile::tempdir().unwrap();
-    let card: geosr::checkpoint::ModelCard = serde_json::from_value(serde_json::json!({
+    let card: geosr::card::ModelCard = serde_json::from_value(serde_json::json!({
         "geosr_version": "0", "architecture": {"bands": 3, "factor": 4, "depth": 2, "width": 8, "upsample": "pixelshuffle", "skip": "bicubic"},
         "downsample_factor": 4, "bands": [1, 2, 3], "colour": "", "data_type": "UInt16",
         "normalisation": {"offset": [0.0, 0.0, 0.0], "scale": [1.0, 1.0, 1.0], "fill": [0.0, 0.0, 0.0]},
         "degradation": {"factor": 4, "antialias": true, "blur_sigma": 0.0, "noise_std": 0.0, "jpeg_quality": null},
-        "losses": [], "provenance": null, "metrics": null, "step": 1, "epoch": 0, "device": "Cpu", "weights_sha256": "", "written_unix_s": 0
+        "losses": [], "metrics": null,
+        "provenance": {"rasters": [], "paired_lr": null, "chip_size": 64, "stride": 64, "chips_considered": 0,
+            "chips_skipped_nodata": 0, "max_nodata_pct": 10.0, "train_chips": 0, "val_chips": 0,
+            "train_batches_per_epoch": 0, "val_batches": 0, "batch_size": 16, "seed": 42,
+            "normalisation": {"offset": [0.0, 0.0, 0.0], "scale": [1.0, 1.0, 1.0], "fill": [0.0, 0.0, 0.0]}}, "step": 1, "epoch": 0, "device": "Cpu", "weights_sha256": "", "written_unix_s": 0
     }))
     .unwrap();
     let one = dir.path().join("one-band.tif");
@@ -202,7 +221,7 @@ fn band_count_and_type_must_match_the_model() {
         "{err}"
     );
     let float = dir.path().join("float.tif");
-    geosr::raster::write_geotiff::<f32>(
+    geosr_raster::raster::write_geotiff::<f32>(
         &float,
         3,
         40,
@@ -225,8 +244,17 @@ fn memory_follows_one_tile_row_not_the_raster() {
     let dir = tempfile::tempdir().unwrap();
     let (w, h) = (64usize, 1600usize);
     let src = dir.path().join("tall.tif");
-    geosr::raster::write_geotiff::<f32>(&src, 1, w, h, &pattern(1, w, h, 1.0, 0.0), GT, "", None)
-        .unwrap();
+    geosr_raster::raster::write_geotiff::<f32>(
+        &src,
+        1,
+        w,
+        h,
+        &pattern(1, w, h, 1.0, 0.0),
+        GT,
+        "",
+        None,
+    )
+    .unwrap();
     let peak = upscale_raster(&src, &dir.path().join("tall-sr.tif"), 4, "bilinear", 32, 4);
     let whole = (w * 4) * (h * 4) * 4 * 2;
     assert!(

@@ -1,10 +1,11 @@
 //! Chip planning on real GeoTIFFs written through GDAL: data types, nodata, splits, paired
 //! data, and one clear error per kind of bad input.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 use common::*;
-use geosr::chips::ChipPlan;
 use geosr::settings::Settings;
 use geosr::tile::Split;
+use geosr_raster::chips::ChipPlan;
 
 fn settings(input: &std::path::Path) -> Settings {
     Settings {
@@ -23,11 +24,11 @@ fn chips_from_uint8_uint16_and_float32_rasters() {
     let dir = tempfile::tempdir().unwrap();
     let px = pattern(3, 128, 96, 200.0, 10.0);
     let p8 = dir.path().join("a.tif");
-    geosr::raster::write_geotiff::<u8>(&p8, 3, 128, 96, &px, GT, &utm21n(), None).unwrap();
+    geosr_raster::raster::write_geotiff::<u8>(&p8, 3, 128, 96, &px, GT, &utm21n(), None).unwrap();
     let p16 = dir.path().join("b.tif");
     uint16_scene(&p16, 3, 128, 96);
     let pf = dir.path().join("c.tif");
-    geosr::raster::write_geotiff::<f32>(&pf, 3, 128, 96, &px, GT, "", None).unwrap();
+    geosr_raster::raster::write_geotiff::<f32>(&pf, 3, 128, 96, &px, GT, "", None).unwrap();
     for p in [&p8, &p16, &pf] {
         let mut plan = ChipPlan::new(&settings(p)).unwrap();
         assert_eq!(plan.candidates, 4 * 3, "{}", p.display());
@@ -102,13 +103,14 @@ fn nodata_chips_are_skipped() {
             }
         }
     }
-    geosr::raster::write_geotiff::<u16>(&p, 3, w, h, &px, GT, &utm21n(), None).unwrap();
+    geosr_raster::raster::write_geotiff::<u16>(&p, 3, w, h, &px, GT, &utm21n(), None).unwrap();
     let plan = ChipPlan::new(&settings(&p)).unwrap();
     assert_eq!(plan.candidates, 16);
     assert!(plan.skipped_nodata >= 5, "skipped {}", plan.skipped_nodata);
     // Declared nodata wins over the all-zero rule.
     let q = dir.path().join("declared.tif");
-    geosr::raster::write_geotiff::<u16>(&q, 3, w, h, &px, GT, &utm21n(), Some(65535.0)).unwrap();
+    geosr_raster::raster::write_geotiff::<u16>(&q, 3, w, h, &px, GT, &utm21n(), Some(65535.0))
+        .unwrap();
     assert_eq!(ChipPlan::new(&settings(&q)).unwrap().skipped_nodata, 0);
 }
 
@@ -179,7 +181,7 @@ fn bad_inputs_give_one_clear_error_each() {
 
 #[test]
 fn dihedral_transforms_are_the_eight_symmetries() {
-    use geosr::chips::dihedral;
+    use geosr_raster::chips::dihedral;
     let n = 3;
     let plane: Vec<f32> = (0..9).map(|v| v as f32).collect();
     let all: Vec<Vec<f32>> = (0..8).map(|t| dihedral(&plane, 1, n, t)).collect();

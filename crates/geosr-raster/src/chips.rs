@@ -3,51 +3,39 @@
 //!
 //! `tile-ingest` is a thin shell around [`ChipPlan`]; the benchmark's single-process loop and
 //! the tests use it directly.
-use crate::error::{Error, Result};
 use crate::raster::{list_rasters, RasterSource};
-use crate::settings::Settings;
-use crate::tile::{Split, TileBatch, TileGeometry};
+use geosr::card::Normalisation;
+use geosr::error::{Error, Result};
+use geosr::settings::Settings;
+use geosr::tile::{Split, TileBatch, TileGeometry};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
 
-/// Per-band normalisation: `normalised = (native − offset) / scale`.
-///
-/// Offsets and scales are the 1st percentile and the 1st–99th percentile span of the valid
-/// pixels of the training chips, so most of a scene maps into [0, 1] whatever its data type.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Normalisation {
-    pub offset: Vec<f32>,
-    pub scale: Vec<f32>,
-    /// Value (native units) that nodata pixels are replaced with before normalising: the
-    /// band's median.
-    pub fill: Vec<f32>,
-}
-
-impl Normalisation {
-    fn from_samples(samples: &mut [Vec<f32>]) -> Self {
-        let mut offset = Vec::new();
-        let mut scale = Vec::new();
-        let mut fill = Vec::new();
-        for s in samples.iter_mut() {
-            s.sort_by(|a, b| a.total_cmp(b));
-            let q = |p: f64| {
-                if s.is_empty() {
-                    0.0
-                } else {
-                    s[((s.len() - 1) as f64 * p).round() as usize]
-                }
-            };
-            let (lo, mid, hi) = (q(0.01), q(0.5), q(0.99));
-            offset.push(lo);
-            scale.push(if hi > lo { hi - lo } else { 1.0 });
-            fill.push(mid);
-        }
-        Normalisation {
-            offset,
-            scale,
-            fill,
-        }
+/// Per-band normalisation from samples of valid pixels: the 1st percentile, the 1st–99th
+/// percentile span and the median of each band.
+fn normalisation_from_samples(samples: &mut [Vec<f32>]) -> Normalisation {
+    let mut offset = Vec::new();
+    let mut scale = Vec::new();
+    let mut fill = Vec::new();
+    for s in samples.iter_mut() {
+        s.sort_by(|a, b| a.total_cmp(b));
+        let q = |p: f64| {
+            if s.is_empty() {
+                0.0
+            } else {
+                s[((s.len() - 1) as f64 * p).round() as usize]
+            }
+        };
+        let (lo, mid, hi) = (q(0.01), q(0.5), q(0.99));
+        offset.push(lo);
+        scale.push(if hi > lo { hi - lo } else { 1.0 });
+        fill.push(mid);
+    }
+    Normalisation {
+        offset,
+        scale,
+        fill,
     }
 }
 
@@ -204,7 +192,7 @@ impl ChipPlan {
                 ),
             ));
         }
-        let norm = Normalisation::from_samples(&mut samples);
+        let norm = normalisation_from_samples(&mut samples);
         let mut rng = rand::rngs::StdRng::seed_from_u64(settings.seed);
         kept.shuffle(&mut rng);
         let n_val = if settings.val_split_pct > 0.0 {

@@ -5,64 +5,18 @@
 //! for a chip" each read as one clear sentence.
 //!
 //! ```
-//! use geosr::raster::RasterSource;
-//! let src = RasterSource::open("data/demo/landsat8-224078-crop.tif".as_ref(), &[]).unwrap();
+//! use geosr_raster::raster::RasterSource;
+//! let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo/landsat8-224078-crop.tif");
+//! let src = RasterSource::open(demo.as_ref(), &[]).unwrap();
 //! let chip = src.read_window(0, 0, 64, 64).unwrap(); // CHW, f32
 //! assert_eq!(chip.len(), src.info.bands.len() * 64 * 64);
 //! ```
-use crate::error::{Error, Result};
 use gdal::raster::{GdalDataType, RasterCreationOptions};
 use gdal::{Dataset, DriverManager};
+use geosr::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
-/// What a stage needs to know about a raster.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RasterInfo {
-    pub path: PathBuf,
-    pub width: usize,
-    pub height: usize,
-    /// 1-based band numbers read from the file.
-    pub bands: Vec<u32>,
-    /// GDAL data type name of the first selected band, e.g. `UInt16`.
-    pub data_type: String,
-    pub geotransform: [f64; 6],
-    /// WKT, empty when the raster has no CRS.
-    pub crs: String,
-    pub nodata: Option<f64>,
-    /// GDAL colour interpretation of each selected band, lower case (`red`, `undefined`, ...).
-    pub colour: Vec<String>,
-}
-
-impl RasterInfo {
-    /// True for integer data types, where 0-in-every-band is taken as nodata by default.
-    pub fn is_integer(&self) -> bool {
-        !self.data_type.starts_with("Float") && !self.data_type.starts_with("CFloat")
-    }
-
-    /// Geotransform of the pixel grid of a window, resampled to `out_w × out_h` pixels.
-    pub fn window_geotransform(
-        &self,
-        x: u32,
-        y: u32,
-        w: u32,
-        h: u32,
-        out_w: usize,
-        out_h: usize,
-    ) -> [f64; 6] {
-        let g = self.geotransform;
-        let (x, y) = (x as f64, y as f64);
-        let sx = w as f64 / out_w as f64;
-        let sy = h as f64 / out_h as f64;
-        [
-            g[0] + x * g[1] + y * g[2],
-            g[1] * sx,
-            g[2] * sy,
-            g[3] + x * g[4] + y * g[5],
-            g[4] * sx,
-            g[5] * sy,
-        ]
-    }
-}
+pub use geosr::card::RasterInfo;
 
 /// An open raster with a band selection.
 pub struct RasterSource {
@@ -212,7 +166,7 @@ pub fn list_rasters(input: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Writes `pixels` (CHW `f32`) as a GeoTIFF of data type `T` (tests and fixtures), atomically and
-/// checked (see [`crate::atomic`], [`crate::gdal_errors`]). Values are rounded and clamped when
+/// checked (see [`geosr::atomic`], [`crate::gdal_errors`]). Values are rounded and clamped when
 /// `T` is an integer type.
 // The raster's full description is the argument list; a struct for it would be used here only.
 #[allow(clippy::too_many_arguments)]
@@ -226,7 +180,7 @@ pub fn write_geotiff<T: gdal::raster::GdalType + Copy + FromF32>(
     crs_wkt: &str,
     nodata: Option<f64>,
 ) -> Result<()> {
-    let pending = crate::atomic::PendingFile::new(path, ".tif")?;
+    let pending = geosr::atomic::PendingFile::new(path, ".tif")?;
     let tmp = pending.path();
     let watch = crate::gdal_errors::Watch::start();
     let gdal_err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());

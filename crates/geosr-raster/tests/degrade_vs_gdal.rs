@@ -1,9 +1,10 @@
 //! Bilinear degradation checked against GDAL's own resampling of the same GeoTIFF, and the
 //! OpenCV variant against a direct computation.
+#[path = "../../../tests/common/mod.rs"]
 mod common;
 use common::*;
-use geosr::degrade::downsample_bilinear;
-use geosr::raster::RasterSource;
+use geosr_raster::degrade::downsample_bilinear;
+use geosr_raster::raster::RasterSource;
 use std::process::Command;
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -20,7 +21,7 @@ fn antialiased_bilinear_matches_gdal() {
     let (w, h) = (96, 72);
     let px = pattern(2, w, h, 1000.0, 50.0);
     let src = dir.path().join("hr.tif");
-    geosr::raster::write_geotiff::<f32>(&src, 2, w, h, &px, GT, &utm21n(), None).unwrap();
+    geosr_raster::raster::write_geotiff::<f32>(&src, 2, w, h, &px, GT, &utm21n(), None).unwrap();
     for f in [2usize, 3, 4, 8] {
         let ours = downsample_bilinear(&px, 2, h, w, f, true);
         let (ow, oh) = (w / f, h / f);

@@ -2,10 +2,11 @@
 //! writer (`Mosaic`) as `graphs/upscale-classic.yml` — the core library on its own.
 //!
 //! ```sh
-//! cargo run --release --example upscale_raster -- data/demo/landsat8-224078-crop.tif out/crop-x4.tif lanczos
+//! cargo run --release -p geosr-raster --example upscale_raster -- data/demo/landsat8-224078-crop.tif out/crop-x4.tif lanczos
 //! ```
-use geosr::mosaic::{Mosaic, MosaicOptions};
-use geosr::scan::ScanPlan;
+use geosr::settings::Resampler;
+use geosr_raster::mosaic::{Mosaic, MosaicOptions};
+use geosr_raster::scan::ScanPlan;
 use std::path::PathBuf;
 
 fn main() -> eyre::Result<()> {
@@ -13,12 +14,13 @@ fn main() -> eyre::Result<()> {
     let [input, output, method] = <[String; 3]>::try_from(args).map_err(|_| {
         eyre::eyre!("usage: upscale_raster <input.tif> <output.tif> <bilinear|bicubic|lanczos>")
     })?;
+    let method: Resampler = method.parse().map_err(|e| eyre::eyre!("method: {e}"))?;
     let (factor, tile, overlap) = (4, 128, 8);
     let (input, output) = (PathBuf::from(input), PathBuf::from(output));
     let plan = ScanPlan::new(&input, None, tile, overlap, 8, None)?;
     let opts = MosaicOptions {
         creation_options: vec!["TILED=YES".into(), "COMPRESS=DEFLATE".into()],
-        format: "GTiff".into(),
+        format: geosr::settings::OutputFormat::GTiff,
         overlap,
     };
     let mut mosaic = Mosaic::create(&input, &output, factor, opts)?;
@@ -26,9 +28,9 @@ fn main() -> eyre::Result<()> {
         let lr = plan.batch(i)?;
         let mut pixels = Vec::with_capacity(lr.pixels.len() * factor * factor);
         for tile in lr.pixels.chunks_exact(lr.tile_len()) {
-            pixels.extend(geosr::upscale::upscale(
-                tile, lr.bands, lr.height, lr.width, factor, &method,
-            )?);
+            pixels.extend(geosr_raster::upscale::upscale(
+                tile, lr.bands, lr.height, lr.width, factor, method,
+            ));
         }
         mosaic.add(&lr.derived(lr.bands, lr.height * factor, lr.width * factor, pixels)?)?;
     }

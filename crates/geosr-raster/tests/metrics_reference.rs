@@ -1,14 +1,15 @@
 //! The evaluation metrics against known values: scikit-image's PSNR and SSIM on a saved pair
 //! (tests/fixtures/metrics, made by scripts/reference-metrics.py), the same with a nodata wedge,
 //! and the PSNR of a noise of known power.
-use geosr::evaluate::compare_rasters;
-use geosr::raster::{write_geotiff, RasterSource};
+use geosr_raster::evaluate::compare_rasters;
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+use common::root;
+use geosr_raster::raster::{write_geotiff, RasterSource};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/metrics")
-        .join(name)
+    root().join("tests/fixtures/metrics").join(name)
 }
 
 fn reference(case: &str) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
@@ -137,7 +138,7 @@ fn a_prediction_of_another_size_is_refused_naming_it() {
         &fixture("hr.tif"),
         &[(
             "crop".into(),
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/landsat8-224078-crop.tif"),
+            root().join("data/demo/landsat8-224078-crop.tif"),
         )],
         4,
         None,
@@ -155,11 +156,18 @@ fn strips_of_any_height_give_the_same_scores() {
     // Large rasters are read in strips with a 5-row halo; a few rows per strip must not change
     // a thing, including strips shorter than the 11-row SSIM window.
     let preds = [("pred".to_owned(), fixture("pred.tif"))];
-    let whole = geosr::evaluate::compare_in_strips(&fixture("hr.tif"), &preds, 4, None, Some(1000))
-        .unwrap();
-    for rows in [1, 3, 7, 16, 50] {
-        let s = geosr::evaluate::compare_in_strips(&fixture("hr.tif"), &preds, 4, None, Some(rows))
+    let whole =
+        geosr_raster::evaluate::compare_in_strips(&fixture("hr.tif"), &preds, 4, None, Some(1000))
             .unwrap();
+    for rows in [1, 3, 7, 16, 50] {
+        let s = geosr_raster::evaluate::compare_in_strips(
+            &fixture("hr.tif"),
+            &preds,
+            4,
+            None,
+            Some(rows),
+        )
+        .unwrap();
         assert_eq!(
             (s.pixels, s.ssim_windows),
             (whole.pixels, whole.ssim_windows),

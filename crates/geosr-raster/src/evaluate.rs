@@ -5,7 +5,7 @@
 //! - computed on native values (DN, reflectance, ...), band by band, with each band's data range
 //!   taken as `max − min` of the HR band's compared pixels;
 //! - a border of `factor` pixels is left out, as is every pixel that is nodata in the HR raster;
-//! - PSNR from the band's mean squared error; SSIM as [`crate::metrics::ssim`] computes it
+//! - PSNR from the band's mean squared error; SSIM as [`geosr::metrics::ssim`] computes it
 //!   (scikit-image's Gaussian variant), averaged over the 11×11 windows that hold only compared
 //!   pixels;
 //! - the per-raster figure of a method is the mean of its band PSNRs (SSIMs).
@@ -13,16 +13,16 @@
 //! Rasters are read in strips of rows, so memory does not grow with the raster's height.
 //!
 //! ```
-//! use geosr::evaluate::compare_rasters;
-//! let hr = std::path::Path::new("data/demo/landsat8-224078-crop.tif");
+//! use geosr_raster::evaluate::compare_rasters;
+//! let hr = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/demo/landsat8-224078-crop.tif"));
 //! let cmp = compare_rasters(hr, &[("self".into(), hr.to_path_buf())], 4, None).unwrap();
 //! assert!(cmp.methods["self"].psnr_mean.is_infinite());
 //! assert!((cmp.methods["self"].ssim_mean - 1.0).abs() < 1e-9);
 //! ```
-use crate::error::{Error, Result};
-use crate::metrics::{filter_valid, gaussian_window};
-use crate::plot::{Canvas, BLACK, WHITE};
 use crate::raster::{RasterInfo, RasterSource};
+use geosr::error::{Error, Result};
+use geosr::metrics::{filter_valid, gaussian_window};
+use geosr::plot::{Canvas, BLACK, WHITE};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -491,7 +491,7 @@ pub fn render_preview(
                     .map(|b| {
                         let pa = &px[b * plane..(b + 1) * plane];
                         let pt = &truth[b * plane..(b + 1) * plane];
-                        crate::metrics::psnr(pa, pt, range[b]).min(99.0)
+                        geosr::metrics::psnr(pa, pt, range[b]).min(99.0)
                     })
                     .sum::<f64>()
                     / c as f64;
@@ -667,74 +667,6 @@ impl Report {
         }
         md
     }
-}
-
-/// Draws the training curves of a run's `metrics.csv` (training loss; validation PSNR of the
-/// model and of bicubic) into `out` as a PNG.
-pub fn plot_training_curves(metrics_csv: &Path, out: &Path) -> Result<()> {
-    use crate::plot::{LineChart, Series};
-    let text = std::fs::read_to_string(metrics_csv).map_err(|e| Error::io(metrics_csv, e))?;
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .ok_or_else(|| Error::raster(metrics_csv, "is empty"))?
-        .split(',')
-        .collect();
-    let col = |name: &str| {
-        header.iter().position(|h| *h == name).ok_or_else(|| {
-            Error::Contract(format!(
-                "{}: no `{name}` column in the header",
-                metrics_csv.display()
-            ))
-        })
-    };
-    let (step, loss, vp, bp) = (
-        col("step")?,
-        col("train_loss")?,
-        col("val_psnr")?,
-        col("bicubic_psnr")?,
-    );
-    let mut series = [Vec::new(), Vec::new(), Vec::new()];
-    for line in lines {
-        let f: Vec<&str> = line.split(',').collect();
-        let get = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
-        let Some(s) = get(step) else { continue };
-        for (k, i) in [loss, vp, bp].into_iter().enumerate() {
-            if let Some(v) = get(i) {
-                series[k].push((s, v));
-            }
-        }
-    }
-    let [loss_pts, val_pts, bic_pts] = series;
-    let mut canvas = Canvas::new(960, 360, WHITE);
-    LineChart {
-        title: "training loss".into(),
-        x_label: "step".into(),
-        series: vec![Series {
-            name: "train loss".into(),
-            colour: [40, 90, 200],
-            points: loss_pts,
-        }],
-    }
-    .draw(&mut canvas, 0, 0, 480, 360);
-    LineChart {
-        title: "validation PSNR (dB)".into(),
-        x_label: "step".into(),
-        series: vec![
-            Series {
-                name: "U-Net".into(),
-                colour: [200, 40, 40],
-                points: val_pts,
-            },
-            Series {
-                name: "bicubic".into(),
-                colour: [90, 90, 90],
-                points: bic_pts,
-            },
-        ],
-    }
-    .draw(&mut canvas, 480, 0, 480, 360);
-    canvas.write_png(out)
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! source scripts/env.sh
-//! GEOSR_STEPS=200 cargo run --release -p geosr-torch --example train_in_process
+//! GEOSR_STEPS=200 cargo run --release -p geosr-cli --example train_in_process
 //! ```
 use geosr::settings::{Settings, DEFAULT_STEPS};
 use geosr_torch::loss::PerceptualLoss;
@@ -17,7 +17,7 @@ fn main() -> eyre::Result<()> {
     let loss = PerceptualLoss::new(&settings, settings.torch_device()?)?;
     let steps = settings.steps.unwrap_or(DEFAULT_STEPS) as u64;
     let report =
-        geosr_torch::train::train_in_process(&settings, &loss, steps, true, |step, loss| {
+        geosr_cli::in_process::train_in_process(&settings, &loss, steps, true, |step, loss| {
             if step % 25 == 0 {
                 println!("step {step:>5}  loss {loss:.5}");
             }

@@ -1,8 +1,8 @@
 //! `geosr bench`: the dataflow against a single-process loop with the same model, batch and
 //! loss, and one tile hop between two nodes against a plain memcpy of the same bytes.
-use crate::tensor::SettingsTorch;
 use geosr::error::{Error, Result};
 use geosr::settings::Settings;
+use geosr_torch::SettingsTorch;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,9 +93,9 @@ pub fn run(
 
     // 2. The same training in one process.
     s.apply_threads();
-    let loss = crate::loss::PerceptualLoss::new(&s, s.torch_device()?)?;
+    let loss = geosr_torch::loss::PerceptualLoss::new(&s, s.torch_device()?)?;
     let single =
-        crate::train::train_in_process(&s, &loss, steps as u64, false, |_, _| {})?.steps_per_s;
+        crate::in_process::train_in_process(&s, &loss, steps as u64, false, |_, _| {})?.steps_per_s;
     rows.push(BenchRow {
         what: "training, dataflow (5 processes)".into(),
         value: flow,
@@ -265,7 +265,7 @@ pub fn run_inference(
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.join().unwrap_or(0);
     result?;
-    let info = geosr::raster::RasterSource::open(&out, &[])?.info;
+    let info = geosr_raster::raster::RasterSource::open(&out, &[])?.info;
     Ok(InferRun {
         seconds,
         output_megapixels: (info.width * info.height) as f64 / 1e6,
