@@ -6,178 +6,22 @@
 //! reads the graph, resolves each node's settings the way the node will (graph `env:`, the
 //! `--env` values given, `GEOSR_SETTINGS`), and reports one sentence per problem.
 //!
-//! What a port carries follows from its name, the convention every geosr stage keeps (see
-//! docs/tile-contract.md): `hr*` HR tiles, `lr*` LR tiles, `sr*` and `pred` SR tiles, `loss*`
-//! loss replies, `request` requests, `distance` and `vgg` score batches. Every edge must join
-//! two ports of the same kind. Stages geosr knows (by the file name of the node's executable,
-//! operator library or Python script) are also checked for their required ports and settings.
+//! Every edge must join two ports of the same kind (`geosr::registry::Kind`, from the port's
+//! name) and stay on dora's reliable path. Stages geosr knows (by the file name of the node's
+//! executable, operator library or Python script) are checked against their entry in
+//! `geosr::registry` (required ports, model, output) and for what depends on their settings.
 //!
 //! ```
 //! let problems = geosr::check::check_graph("graphs/train.yml".as_ref(), &[]).unwrap();
 //! assert!(problems.is_empty(), "{problems:?}");
 //! ```
 use crate::card::ModelCard;
-use crate::error::{Error, Result};
-use crate::settings::Settings;
-use crate::settings::{Engine, IngestMode};
-use serde_yaml::Value;
+use crate::error::Result;
+use crate::graph::{read_graph, GraphNode};
+use crate::registry::{wiring_problems, Kind};
+use crate::settings::{Engine, IngestMode, Settings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-
-/// What travels on a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    HrTiles,
-    LrTiles,
-    SrTiles,
-    LossReply,
-    Request,
-    Scores,
-}
-
-impl Kind {
-    /// The kind of a port from its name, `None` for names outside the convention.
-    pub fn of_port(name: &str) -> Option<Kind> {
-        let is = |p: &str| name == p || name.starts_with(&format!("{p}_"));
-        Some(match () {
-            _ if name == "request" => Kind::Request,
-            _ if is("hr") => Kind::HrTiles,
-            _ if is("lr") => Kind::LrTiles,
-            _ if is("sr") || name == "pred" => Kind::SrTiles,
-            _ if is("loss") => Kind::LossReply,
-            _ if name == "distance" || name == "vgg" => Kind::Scores,
-            _ => return None,
-        })
-    }
-
-    fn describe(self) -> &'static str {
-        match self {
-            Kind::HrTiles => "HR tiles",
-            Kind::LrTiles => "LR tiles",
-            Kind::SrTiles => "SR tiles",
-            Kind::LossReply => "a loss reply (loss and gradient)",
-            Kind::Request => "requests",
-            Kind::Scores => "score batches",
-        }
-    }
-}
-
-/// One node of a graph as the checker sees it.
-#[derive(Debug, Clone)]
-pub struct GraphNode {
-    pub id: String,
-    /// The geosr stage it runs, from the executable, library or script name.
-    pub stage: Option<String>,
-    /// input id → (source node, source output)
-    pub inputs: BTreeMap<String, (String, String)>,
-    pub outputs: BTreeSet<String>,
-    pub env: Vec<(String, String)>,
-    /// input id → its `queue_size` (dora's default is 10)
-    pub queue_sizes: BTreeMap<String, usize>,
-    /// The inputs set to `queue_policy: backpressure`.
-    pub reliable: BTreeSet<String>,
-}
-
-/// The geosr stage a file implements: `tile-ingest`, `libop_pixel_loss.so` → `pixel-loss`,
-/// `degrade.py` → `degrade`.
-pub fn stage_of_file(path: &str) -> String {
-    let name = Path::new(path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let stem = name
-        .strip_suffix(".so")
-        .or_else(|| name.strip_suffix(".py"))
-        .unwrap_or(&name);
-    let stem = stem.strip_prefix("lib").unwrap_or(stem);
-    let stem = stem.strip_prefix("op_").unwrap_or(stem);
-    stem.replace('_', "-")
-}
-
-fn as_string(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// Reads the nodes of a dora graph file: plain nodes, `operator:` nodes and `operators:`
-/// runtime nodes (each operator becomes a node `<node>/<operator>`).
-pub fn read_graph(graph: &Path) -> Result<Vec<GraphNode>> {
-    let text = std::fs::read_to_string(graph).map_err(|e| Error::io(graph, e))?;
-    let doc: Value = serde_yaml::from_str(&text)
-        .map_err(|e| Error::setting("graph", format!("{}: {e}", graph.display())))?;
-    let mut out = Vec::new();
-    let nodes = doc["nodes"]
-        .as_sequence()
-        .ok_or_else(|| Error::setting("graph", format!("{}: no `nodes:` list", graph.display())))?;
-    for node in nodes {
-        let id = node["id"].as_str().unwrap_or_default().to_owned();
-        let env: Vec<(String, String)> = node["env"]
-            .as_mapping()
-            .into_iter()
-            .flatten()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), as_string(v)?)))
-            .collect();
-        let mut parts: Vec<(String, &Value, Option<String>)> = Vec::new();
-        if node["operator"].is_mapping() {
-            let op = &node["operator"];
-            let file = op["shared-library"].as_str().or(op["python"].as_str());
-            parts.push((id.clone(), op, file.map(stage_of_file)));
-        } else if let Some(ops) = node["operators"].as_sequence() {
-            for op in ops {
-                let file = op["shared-library"].as_str().or(op["python"].as_str());
-                let op_id = op["id"].as_str().unwrap_or_default();
-                parts.push((format!("{id}/{op_id}"), op, file.map(stage_of_file)));
-            }
-        } else {
-            parts.push((id.clone(), node, node["path"].as_str().map(stage_of_file)));
-        }
-        for (pid, spec, stage) in parts {
-            let mut inputs = BTreeMap::new();
-            let mut queue_sizes = BTreeMap::new();
-            let mut reliable = BTreeSet::new();
-            for (k, v) in spec["inputs"].as_mapping().into_iter().flatten() {
-                if let (Some(name), Some(q)) = (k.as_str(), v["queue_size"].as_u64()) {
-                    queue_sizes.insert(name.to_owned(), q as usize);
-                }
-                if let (Some(name), Some("backpressure")) = (k.as_str(), v["queue_policy"].as_str())
-                {
-                    reliable.insert(name.to_owned());
-                }
-                let src = v
-                    .as_str()
-                    .or_else(|| v["source"].as_str())
-                    .unwrap_or_default();
-                let Some(name) = k.as_str() else { continue };
-                // `node/output`, or `node/operator/output` for an operator's output
-                let (from, out) = match src.rsplit_once('/') {
-                    Some((f, o)) => (f.to_owned(), o.to_owned()),
-                    None => (src.to_owned(), String::new()),
-                };
-                inputs.insert(name.to_owned(), (from, out));
-            }
-            let outputs = spec["outputs"]
-                .as_sequence()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect();
-            out.push(GraphNode {
-                id: pid,
-                stage,
-                inputs,
-                outputs,
-                env: env.clone(),
-                queue_sizes,
-                reliable,
-            });
-        }
-    }
-    Ok(out)
-}
 
 /// Checks `graph` with extra environment `env` (as `dora start --env K=V` would give it).
 /// Returns one sentence per problem; empty means the graph is fine.
@@ -259,15 +103,27 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                 problems.push(format!("node `{}` ({stage}): {what}", n.id));
             }
         };
+        // The ports every stage has (geosr::registry), then what depends on its settings.
+        let ins: Vec<&str> = n.inputs.keys().map(String::as_str).collect();
+        let outs: Vec<&str> = n.outputs.iter().map(String::as_str).collect();
+        for p in wiring_problems(stage, &ins, &outs) {
+            need(&p, false);
+        }
         let has_in = |p: &str| n.inputs.contains_key(p);
         let any_in = |p: &str| n.inputs.keys().any(|k| k.starts_with(p));
         let has_out = |p: &str| n.outputs.contains(p);
+        if let Some(spec) = crate::registry::spec(stage) {
+            need(
+                "no model: set GEOSR_MODEL to the run directory of a trained model",
+                !spec.needs_model || s.model.is_some(),
+            );
+            need(
+                "needs `output` (GEOSR_OUTPUT), what it writes",
+                !spec.needs_output || s.output.is_some(),
+            );
+        }
         match stage {
             "tile-ingest" => {
-                need(
-                    "needs input `request` (ingest answers requests)",
-                    has_in("request"),
-                );
                 let sends = match s.ingest_mode {
                     IngestMode::Infer => "lr",
                     _ => "hr",
@@ -288,7 +144,6 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                 }
             }
             "degrade" => {
-                need("needs an input named `hr` or `hr_<suffix>`", any_in("hr"));
                 for i in n.inputs.keys().filter(|k| k.starts_with("hr")) {
                     let o = format!("lr{}", &i[2..]);
                     need(
@@ -299,21 +154,8 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                     );
                 }
             }
-            "unet-train" => {
-                need("needs input `lr` (LR training batches)", has_in("lr"));
-                need(
-                    "needs at least one loss input `loss_<name>`",
-                    any_in("loss_"),
-                );
-                need(
-                    "needs outputs `request` and `pred`",
-                    has_out("request") && has_out("pred"),
-                );
-            }
             "vgg-loss" | "pixel-loss" => {
-                let scoring = any_in("sr_");
-                need("needs input `hr`", has_in("hr"));
-                if scoring {
+                if any_in("sr_") {
                     need(
                         "scores `sr_<method>` inputs on output `distance`, which is not declared",
                         has_out("distance") && stage == "vgg-loss",
@@ -324,22 +166,6 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                         has_in("pred") && has_out("loss"),
                     );
                 }
-            }
-            "unet-infer" | "upscale" => {
-                need(
-                    "needs input `lr` and output `sr`",
-                    has_in("lr") && has_out("sr"),
-                );
-            }
-            "geotiff-writer" => {
-                need(
-                    "needs input `sr` and output `request`",
-                    has_in("sr") && has_out("request"),
-                );
-                need(
-                    "needs `output` (GEOSR_OUTPUT), the GeoTIFF to write",
-                    s.output.is_some(),
-                );
             }
             "evaluate" => {
                 let methods: BTreeSet<&String> =
@@ -367,24 +193,8 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                         s.prefetch as usize * methods.len() <= q,
                     );
                 }
-                need(
-                    "needs input `hr` and at least one `sr_<method>`",
-                    has_in("hr") && any_in("sr_"),
-                );
-                need("needs output `request`", has_out("request"));
-                need(
-                    "needs `output` (GEOSR_OUTPUT), the report folder",
-                    s.output.is_some(),
-                );
             }
             _ => {}
-        }
-        let needs_model = matches!(stage, "unet-infer" | "evaluate");
-        if needs_model && s.model.is_none() {
-            problems.push(format!(
-                "node `{}` ({stage}): no model: set GEOSR_MODEL to the run directory of a trained model",
-                n.id
-            ));
         }
         for (key, dir) in [("model", &s.model), ("resume", &s.resume)] {
             let Some(dir) = dir else { continue };
@@ -431,34 +241,4 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
         }
     }
     Ok(problems)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_kinds_follow_the_names() {
-        assert_eq!(Kind::of_port("hr_val"), Some(Kind::HrTiles));
-        assert_eq!(Kind::of_port("lr"), Some(Kind::LrTiles));
-        assert_eq!(Kind::of_port("sr_bicubic"), Some(Kind::SrTiles));
-        assert_eq!(Kind::of_port("pred"), Some(Kind::SrTiles));
-        assert_eq!(Kind::of_port("loss_vgg"), Some(Kind::LossReply));
-        assert_eq!(Kind::of_port("request"), Some(Kind::Request));
-        assert_eq!(Kind::of_port("tick"), None);
-        assert_eq!(Kind::of_port("hrx"), None);
-    }
-
-    #[test]
-    fn stage_names_from_files() {
-        assert_eq!(
-            stage_of_file("../target/release/tile-ingest"),
-            "tile-ingest"
-        );
-        assert_eq!(
-            stage_of_file("../target/release/libop_pixel_loss.so"),
-            "pixel-loss"
-        );
-        assert_eq!(stage_of_file("../nodes/degrade-py/degrade.py"), "degrade");
-    }
 }

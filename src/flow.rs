@@ -314,6 +314,14 @@ impl<T> Join<T> {
         Some((*k, missing))
     }
 
+    /// The oldest key that waits for part `part` (it has others).
+    pub fn first_missing(&self, part: &str) -> Option<u64> {
+        self.waiting
+            .iter()
+            .find(|(_, have)| !have.contains_key(part))
+            .map(|(k, _)| *k)
+    }
+
     /// Keys waiting for parts.
     pub fn waiting(&self) -> usize {
         self.waiting.len()

@@ -101,6 +101,24 @@ pub fn connect(stage: &str) -> eyre::Result<(DoraNode, Inbox)> {
 /// the inbox wait as they say.
 pub fn start(stage: &str) -> eyre::Result<(DoraNode, Inbox, crate::settings::Settings)> {
     let (node, mut inbox) = connect(stage)?;
+    let outputs: Vec<String> = node
+        .node_config()
+        .outputs
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    let inputs = inbox.input_ids();
+    let problems = crate::registry::wiring_problems(
+        stage,
+        &inputs.iter().map(String::as_str).collect::<Vec<_>>(),
+        &outputs.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    if !problems.is_empty() {
+        eyre::bail!(
+            "the graph wires this node wrongly: it {}",
+            problems.join("; it ")
+        );
+    }
     let settings = crate::settings::Settings::from_env()?;
     inbox.configure(&settings);
     Ok((node, inbox, settings))
@@ -136,8 +154,7 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// The inbox of `node` (from [`connect`], or from `DoraNode::init_testing` in tests), waiting
-    /// as `settings` say.
+    /// The inbox of `node` (from [`connect`]), waiting as `settings` say.
     pub fn new(node: &DoraNode, events: EventStream, settings: &crate::settings::Settings) -> Self {
         let sources = node
             .node_config()
@@ -145,6 +162,17 @@ impl Inbox {
             .iter()
             .map(|(id, input)| (id.to_string(), input.mapping.to_string()))
             .collect();
+        Self::with_inputs(events, settings, sources)
+    }
+
+    /// An inbox whose inputs (input id → `node/output`) are given rather than read from the
+    /// node's configuration: node-level tests run stages on `DoraNode::init_testing`, whose
+    /// configuration declares no inputs.
+    pub fn with_inputs(
+        events: EventStream,
+        settings: &crate::settings::Settings,
+        sources: BTreeMap<String, String>,
+    ) -> Self {
         Inbox {
             events,
             sources,

@@ -7,48 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
-/// One edge of a dataflow graph: `from_node/from_output → to_node.input`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Edge {
-    pub from_node: String,
-    pub output: String,
-    pub to_node: String,
-    pub input: String,
-}
-
-/// The edges of a dora graph file (nodes, and operators inside runtime nodes).
-pub fn graph_edges(graph: &Path) -> Result<Vec<Edge>> {
-    let text = std::fs::read_to_string(graph).map_err(|e| Error::io(graph, e))?;
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text)
-        .map_err(|e| Error::setting("graph", format!("{}: {e}", graph.display())))?;
-    let mut edges = Vec::new();
-    for node in doc["nodes"].as_sequence().into_iter().flatten() {
-        let id = node["id"].as_str().unwrap_or_default().to_owned();
-        let inputs = if node["inputs"].is_mapping() {
-            &node["inputs"]
-        } else {
-            &node["operator"]["inputs"]
-        };
-        for (k, v) in inputs.as_mapping().into_iter().flatten() {
-            let src = v
-                .as_str()
-                .or_else(|| v["source"].as_str())
-                .unwrap_or_default();
-            if let (Some(input), Some((from, out))) = (k.as_str(), src.split_once('/')) {
-                if from == "dora" {
-                    continue; // timers
-                }
-                edges.push(Edge {
-                    from_node: from.into(),
-                    output: out.into(),
-                    to_node: id.clone(),
-                    input: input.into(),
-                });
-            }
-        }
-    }
-    Ok(edges)
-}
+pub use crate::graph::{graph_edges, Edge};
 
 /// Reads `counts/*.json` of a run.
 pub fn read_counts(run_dir: &Path) -> Result<BTreeMap<String, TileCounts>> {

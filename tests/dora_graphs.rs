@@ -391,7 +391,11 @@ fn graph_check_catches_each_class_of_mistake(tmp: &Path, run: &Path) {
         "      loss_vgg: {source: vgg-loss/loss, queue_policy: backpressure}\n",
         "",
     );
-    only(&g, &[], "needs at least one loss input");
+    only(
+        &g,
+        &[],
+        "needs at least one input `loss` or `loss_<name>` (a loss reply (loss and gradient))",
+    );
     // 4. an edge on dora's default, lossy path
     let g = variant(
         "drop-oldest",

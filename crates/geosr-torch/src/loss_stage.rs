@@ -4,7 +4,7 @@ use crate::loss::{loss_and_grad, LossFn, PerceptualLoss};
 use crate::tensor::TileTensors;
 use dora_node_api::DoraNode;
 use geosr::error::Error;
-use geosr::flow::TileCounts;
+use geosr::flow::{Join, TileCounts};
 use geosr::node::{Inbox, Next};
 use geosr::scores::{Score, ScoreBatch};
 use geosr::stage::{describe_stage, send_batch};
@@ -28,14 +28,15 @@ pub fn run_loss_stage(
     let node_id = node.id().to_string();
     describe_stage(run_dir, &node_id, &loss.describe())?;
     let mut counts = TileCounts::new(&node_id);
-    let mut hr_wait: BTreeMap<u64, TileBatch> = BTreeMap::new();
-    let mut pred_wait: BTreeMap<u64, TileBatch> = BTreeMap::new();
+    // HR tiles of prefetched batches wait for their predictions; a few dozen is far beyond
+    // what the credit flow lets in.
+    let mut halves: Join<TileBatch> = Join::new(&["hr", "pred"], 64);
     let mut latest_pred: Option<u64> = None;
     tracing::info!(stage, node = %node_id, ?device, "loss stage ready");
     loop {
         // A prediction waiting for its HR batch is a wait with a bound; otherwise the stage is
         // idle until the trainer's next step.
-        let waiting = pred_wait.keys().next().map(|id| {
+        let waiting = halves.first_missing("hr").map(|id| {
             format!(
                 "the HR tiles of batch {id} from `{}`",
                 inbox.source_of("hr")
@@ -50,51 +51,32 @@ pub fn run_loss_stage(
                 // The trainer predicts batches in order, so once prediction `k` is in, HR tiles
                 // and predictions of earlier batches (second answers to requests the trainer
                 // made again after a silence) will never be needed.
-                let id_in = batch.batch_id;
-                match id.as_str() {
-                    "hr" if latest_pred.is_some_and(|k| id_in < k) => {}
-                    "hr" => {
-                        hr_wait.insert(id_in, batch);
-                    }
-                    "pred" => {
-                        latest_pred = latest_pred.max(Some(id_in));
-                        hr_wait.retain(|k, _| *k >= id_in);
-                        pred_wait.retain(|k, _| *k >= id_in);
-                        pred_wait.insert(id_in, batch);
-                    }
-                    other => eyre::bail!("unexpected input `{other}` (expected `hr` and `pred`)"),
+                let key = batch.batch_id;
+                if id == "pred" {
+                    latest_pred = latest_pred.max(Some(key));
+                    halves.forget_below(key);
+                } else if latest_pred.is_some_and(|k| key < k) {
+                    continue;
                 }
-                let ready: Vec<u64> = pred_wait
-                    .keys()
-                    .filter(|k| hr_wait.contains_key(k))
-                    .copied()
-                    .collect();
-                for id in ready {
-                    let pred = pred_wait.remove(&id).expect("listed");
-                    let hr = hr_wait.remove(&id).expect("listed");
-                    let (value, shares, grad) =
-                        loss_and_grad(loss, &pred.tensor(device), &hr.tensor(device), &hr.colour)?;
-                    if !value.is_finite() {
-                        eyre::bail!(
-                            "the loss of batch {id} is {value}: training diverged; lower `lr` and resume from the last checkpoint"
-                        );
-                    }
-                    let mut reply = pred.with_pixels(&grad)?;
-                    reply.loss = Some(shares);
-                    tracing::debug!(batch = id, loss = value, "loss evaluated");
-                    let n = send_batch(&mut node, "loss", reply)?;
-                    counts.count_out("loss", n);
+                let Some(mut both) = halves.insert(key, &id, batch)? else {
+                    continue;
+                };
+                let (pred, hr) = (
+                    both.remove("pred").expect("joined"),
+                    both.remove("hr").expect("joined"),
+                );
+                let (value, shares, grad) =
+                    loss_and_grad(loss, &pred.tensor(device), &hr.tensor(device), &hr.colour)?;
+                if !value.is_finite() {
+                    eyre::bail!(
+                        "the loss of batch {key} is {value}: training diverged; lower `lr` and resume from the last checkpoint"
+                    );
                 }
-                // Predictions of batches whose HR never comes would pile up; HR of the last
-                // prefetched batches legitimately waits. Both stay small under the credit flow.
-                if hr_wait.len() > 64 || pred_wait.len() > 64 {
-                    return Err(Error::Contract(format!(
-                        "{} HR and {} predictions wait for their other half; check the graph's wiring",
-                        hr_wait.len(),
-                        pred_wait.len()
-                    ))
-                    .into());
-                }
+                let mut reply = pred.with_pixels(&grad)?;
+                reply.loss = Some(shares);
+                tracing::debug!(batch = key, loss = value, "loss evaluated");
+                let n = send_batch(&mut node, "loss", reply)?;
+                counts.count_out("loss", n);
             }
             Next::Closed { id } if id == "pred" => break,
             Next::Closed { .. } | Next::Silence => {}

@@ -2,10 +2,10 @@
 //! operator, run inside the dora runtime instead of its own process. Same loss-stage protocol as
 //! the `pixel-loss` node: inputs `hr` and `pred`, output `loss` (∂loss/∂pred in `pixels`, each
 //! tile's share in `loss`). Plain Rust, no libtorch. See README.md beside this file.
+use geosr::flow::Join;
 use geosr::settings::Settings;
 use geosr::tile::TileBatch;
 use geosr_operator::{TileOperator, TileStage};
-use std::collections::BTreeMap;
 
 dora_operator_api::register_operator!(TileOperator<PixelLoss>);
 
@@ -13,8 +13,7 @@ pub struct PixelLoss {
     kind: geosr::settings::PixelLoss,
     weight: f64,
     /// Halves of a batch waiting for the other one, by `batch_id`.
-    hr: BTreeMap<u64, TileBatch>,
-    pred: BTreeMap<u64, TileBatch>,
+    halves: Join<TileBatch>,
 }
 
 impl TileStage for PixelLoss {
@@ -39,8 +38,7 @@ impl TileStage for PixelLoss {
         let stage = PixelLoss {
             kind: s.pixel_loss,
             weight: s.pixel_weight,
-            hr: BTreeMap::new(),
-            pred: BTreeMap::new(),
+            halves: Join::new(&["hr", "pred"], 64),
         };
         Ok((stage, s.run_dir))
     }
@@ -50,18 +48,10 @@ impl TileStage for PixelLoss {
         input: &str,
         batch: TileBatch,
     ) -> eyre::Result<Vec<(String, TileBatch)>> {
-        let key = batch.batch_id;
-        match input {
-            "hr" => self.hr.insert(key, batch),
-            "pred" => self.pred.insert(key, batch),
-            other => eyre::bail!("unexpected input `{other}` (expected `hr` and `pred`)"),
-        };
-        let (Some(pred), Some(hr)) = (self.pred.get(&key), self.hr.get(&key)) else {
+        let Some(both) = self.halves.insert(batch.batch_id, input, batch)? else {
             return Ok(Vec::new());
         };
-        let reply = geosr::pixel_loss::reply(self.kind, self.weight, pred, hr)?;
-        self.pred.remove(&key);
-        self.hr.remove(&key);
+        let reply = geosr::pixel_loss::reply(self.kind, self.weight, &both["pred"], &both["hr"])?;
         Ok(vec![("loss".into(), reply)])
     }
 }

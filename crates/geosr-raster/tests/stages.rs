@@ -1,0 +1,170 @@
+//! The raster stages at node level, without a daemon: `geotiff-writer` and `evaluate` run on
+//! recorded inputs (dora's `init_testing`) and their requests and files are checked.
+#[path = "../../../tests/common/mod.rs"]
+mod common;
+#[path = "../../../tests/common/stage_test.rs"]
+mod stage_test;
+use common::*;
+use geosr::card::{Degradation, ModelCard};
+use geosr::scores::{Score, ScoreBatch};
+use geosr::settings::{Resampler, Settings};
+use geosr::tile::TileBatch;
+use geosr_raster::degrade::Degrade;
+use geosr_raster::raster::RasterSource;
+use geosr_raster::scan::{EvalPlan, ScanPlan};
+use geosr_raster::upscale::upscale_batch;
+use stage_test::*;
+use std::path::Path;
+
+fn read_all(p: &Path) -> Vec<f32> {
+    let r = RasterSource::open(p, &[]).unwrap();
+    r.read_window(0, 0, r.info.width as u32, r.info.height as u32)
+        .unwrap()
+}
+
+/// SR batches that arrive out of order and twice: the writer places each by its index and
+/// writes the same raster as when they come in order.
+#[test]
+fn geotiff_writer_places_batches_by_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let lr = dir.path().join("lr.tif");
+    uint16_scene(&lr, 3, 64, 48);
+    let plan = ScanPlan::new(&lr, None, 16, 2, 2, None).unwrap();
+    let n = plan.batches();
+    assert!(n >= 6, "{n} batches");
+    let sr: Vec<TileBatch> = (0..n)
+        .map(|i| upscale_batch(&plan.batch(i).unwrap(), 2, Resampler::Bicubic).unwrap())
+        .collect();
+    let write = |order: &[usize], out: &Path| {
+        let settings = Settings {
+            output: Some(out.to_path_buf()),
+            overlap: 2,
+            prefetch: 8,
+            log_dir: dir.path().join("logs"),
+            ..Settings::default()
+        };
+        let mut rec = Recording::new(&dir.path().join(format!("inputs-{}", order[1])));
+        for (k, &i) in order.iter().enumerate() {
+            rec.input(0.1 + 0.05 * k as f64, "sr", sr[i].to_arrow().unwrap());
+        }
+        let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
+        let (result, outputs) = rec.run(&[("sr", "upscale/sr")], &settings, |mut node, mut inbox| {
+            geosr_raster::writer::write_super_resolved(&mut node, &mut inbox, &settings, &mut counts)
+                .map(drop)
+        });
+        result.unwrap();
+        requests(&outputs)
+    };
+    let in_order: Vec<usize> = (0..n).collect();
+    let mut shuffled = vec![0, 2, 1, 1];
+    shuffled.extend(3..n);
+    let (a, b) = (dir.path().join("a.tif"), dir.path().join("b.tif"));
+    let asked = write(&in_order, &a);
+    write(&shuffled, &b);
+    assert_eq!(
+        asked,
+        (0..n as u64).map(|i| ("infer".to_owned(), i)).collect::<Vec<_>>(),
+        "every batch asked for once"
+    );
+    assert_eq!(read_all(&a), read_all(&b));
+    assert_eq!(RasterSource::open(&b, &[]).unwrap().info.width, 128);
+}
+
+/// A model card for rasters of 3 UInt16 bands at ×2, with a weights file it names.
+fn model(dir: &Path) -> ModelCard {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("model.safetensors"), b"weights").unwrap();
+    let card: ModelCard = serde_json::from_value(serde_json::json!({
+        "geosr_version": "0",
+        "architecture": {"bands": 3, "depth": 1, "width": 8, "upsample": "pixelshuffle", "skip": "bicubic"},
+        "downsample_factor": 2, "bands": [1, 2, 3], "colour": "gray,undefined,undefined", "data_type": "UInt16",
+        "normalisation": {"offset": [2000.0, 2000.0, 2000.0], "scale": [10000.0, 10000.0, 10000.0], "fill": [0.0, 0.0, 0.0]},
+        "degradation": {"antialias": true, "blur_sigma": 0.0, "noise_std": 0.0, "jpeg_quality": null},
+        "losses": [], "metrics": null, "step": 1, "epoch": 0, "device": "cpu",
+        "weights_sha256": geosr::checkpoint::sha256_file(&dir.join("model.safetensors")).unwrap(),
+        "written_unix_s": 0,
+        "provenance": {"rasters": [], "paired_lr": null, "chip_size": 32, "stride": 32, "chips_considered": 0,
+            "chips_skipped_nodata": 0, "max_nodata_pct": 10.0, "train_chips": 0, "val_chips": 0,
+            "train_batches_per_epoch": 0, "val_batches": 0, "batch_size": 2, "seed": 42,
+            "normalisation": {"offset": [2000.0, 2000.0, 2000.0], "scale": [10000.0, 10000.0, 10000.0], "fill": [0.0, 0.0, 0.0]}}
+    }))
+    .unwrap();
+    geosr::atomic::write_atomic(&dir.join("model.json"), &serde_json::to_vec(&card).unwrap())
+        .unwrap();
+    card
+}
+
+/// The evaluation end of the graph on recorded parts (HR, LR, one method's SR and its VGG
+/// scores), a batch's parts interleaved with the next one's: every batch is joined, mosaicked
+/// in order and scored, and the report names the method and its VGG distance.
+#[test]
+fn evaluate_joins_the_parts_of_each_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let hr_dir = dir.path().join("hr");
+    std::fs::create_dir_all(&hr_dir).unwrap();
+    uint16_scene(&hr_dir.join("scene.tif"), 3, 64, 48);
+    let model_dir = dir.path().join("model");
+    let card = model(&model_dir);
+    let plan = EvalPlan::new(&hr_dir, &card, 16, 2, 2, None).unwrap();
+    let deg = Degradation::for_stage(&Settings::default(), Some(&card));
+    let mut rec = Recording::new(&dir.path().join("inputs"));
+    let mut t = 0.1;
+    for i in 0..plan.batches() {
+        let hr = plan.batch(i).unwrap();
+        let lr = deg.apply_batch(&hr).unwrap();
+        let sr = upscale_batch(&lr, 2, Resampler::Bicubic).unwrap();
+        let scores = ScoreBatch(
+            (0..hr.len())
+                .map(|k| Score {
+                    batch_id: hr.batch_id,
+                    tile: k as u32,
+                    method: "bicubic".into(),
+                    metric: "vgg_relu2_2".into(),
+                    value: 0.5,
+                })
+                .collect(),
+        );
+        // The scores first, the HR last: parts come in any order.
+        for (input, array) in [
+            ("vgg", scores.to_arrow()),
+            ("sr_bicubic", sr.to_arrow().unwrap()),
+            ("lr", lr.to_arrow().unwrap()),
+            ("hr", hr.to_arrow().unwrap()),
+        ] {
+            rec.input(t, input, array);
+            t += 0.02;
+        }
+    }
+    let out = dir.path().join("eval");
+    let settings = Settings {
+        model: Some(model_dir),
+        output: Some(out.clone()),
+        infer_tile: 16,
+        overlap: 2,
+        prefetch: 8,
+        preview_size: 16,
+        log_dir: dir.path().join("logs"),
+        ..Settings::default()
+    };
+    let wiring = [
+        ("hr", "tile-ingest/hr"),
+        ("lr", "degrade/lr"),
+        ("sr_bicubic", "upscale/sr"),
+        ("vgg", "vgg-loss/distance"),
+    ];
+    let (result, outputs) = rec.run(&wiring, &settings, |node, inbox| {
+        geosr_raster::evaluate_stage::run(node, inbox, settings.clone())
+    });
+    result.unwrap();
+    assert_eq!(
+        requests(&outputs).len(),
+        plan.batches(),
+        "every batch asked for once"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let methods = report["rasters"][0]["methods"].as_object().unwrap();
+    assert_eq!(methods.keys().collect::<Vec<_>>(), ["bicubic", "nearest"]);
+    assert_eq!(methods["bicubic"]["vgg_distance"], 0.5);
+    assert!(methods["bicubic"]["psnr_mean"].as_f64().unwrap() > methods["nearest"]["psnr_mean"].as_f64().unwrap());
+}
