@@ -11,8 +11,8 @@ use dora_node_api::integration_testing::integration_testing_format::{
     IncomingEvent, InputData, TimedIncomingEvent,
 };
 use dora_node_api::integration_testing::{
-    drain_outputs, output_channel, IntegrationTestInput, OutputJson, TestingInput,
-    TestingOptions, TestingOutput,
+    drain_outputs, output_channel, IntegrationTestInput, OutputJson, TestingInput, TestingOptions,
+    TestingOutput,
 };
 use dora_node_api::DoraNode;
 use geosr::node::Inbox;
@@ -44,8 +44,8 @@ impl Recording {
             .clone();
         let batch = RecordBatch::from(s);
         let path = self.dir.join(format!("input-{}.arrow", self.events.len()));
-        let mut w = FileWriter::try_new(std::fs::File::create(&path).unwrap(), &batch.schema())
-            .unwrap();
+        let mut w =
+            FileWriter::try_new(std::fs::File::create(&path).unwrap(), &batch.schema()).unwrap();
         w.write(&batch).unwrap();
         w.finish().unwrap();
         self.events.push(TimedIncomingEvent {
@@ -119,7 +119,7 @@ pub fn requests(outputs: &[OutputJson]) -> Vec<(String, u64)> {
         .iter()
         .filter(|o| o["id"] == "request")
         .map(|o| {
-            let row = &o["data"][0]["inner"];
+            let row = &o["data"][0];
             (
                 row["split"].as_str().unwrap_or_default().to_owned(),
                 row["index"].as_u64().unwrap_or(u64::MAX),
@@ -128,10 +128,11 @@ pub fn requests(outputs: &[OutputJson]) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// The value of column `column` in each row of an output (a struct array written as JSON).
+/// The value of column `column` in each row of an output (a struct array, one JSON object a
+/// row).
 pub fn column(output: &OutputJson, column: &str) -> Vec<serde_json::Value> {
     output["data"]
         .as_array()
-        .map(|rows| rows.iter().map(|r| r["inner"][column].clone()).collect())
+        .map(|rows| rows.iter().map(|r| r[column].clone()).collect())
         .unwrap_or_default()
 }

@@ -69,13 +69,17 @@ fn records(run: &Path) {
         seed: 42,
         normalisation: norm,
     };
-    geosr::atomic::write_atomic(&run.join("data.json"), &serde_json::to_vec(&data).unwrap()).unwrap();
+    geosr::atomic::write_atomic(&run.join("data.json"), &serde_json::to_vec(&data).unwrap())
+        .unwrap();
     let d = StageDescription {
         stage: "vgg-loss".into(),
         description: serde_json::json!({"vgg_layers": "relu1_2"}),
     };
-    geosr::atomic::write_atomic(&run.join("stages/vgg-loss.json"), &serde_json::to_vec(&d).unwrap())
-        .unwrap();
+    geosr::atomic::write_atomic(
+        &run.join("stages/vgg-loss.json"),
+        &serde_json::to_vec(&d).unwrap(),
+    )
+    .unwrap();
 }
 
 /// Training batches that arrive out of order and twice, loss replies that come late or twice,
@@ -100,14 +104,34 @@ fn unet_train_trains_in_step_order_whatever_the_arrival_order() {
     };
     let val_id = 1 << 62;
     let mut rec = Recording::new(&dir.path().join("inputs"));
-    rec.input(0.05, "lr", batch(1, Split::Train, 1, 4, 2, 16).to_arrow().unwrap())
-        .input(0.10, "lr", batch(0, Split::Train, 0, 4, 2, 16).to_arrow().unwrap())
-        .input(0.15, "lr", batch(0, Split::Train, 0, 4, 2, 16).to_arrow().unwrap())
-        .input(0.60, "loss_vgg", loss_reply(0).to_arrow().unwrap())
-        .input(0.65, "loss_vgg", loss_reply(0).to_arrow().unwrap())
-        .input(1.10, "loss_vgg", loss_reply(1).to_arrow().unwrap())
-        .input(1.60, "hr_val", batch(val_id, Split::Val, 0, 1, 1, 32).to_arrow().unwrap())
-        .input(1.65, "lr_val", batch(val_id, Split::Val, 0, 1, 1, 16).to_arrow().unwrap());
+    rec.input(
+        0.05,
+        "lr",
+        batch(1, Split::Train, 1, 4, 2, 16).to_arrow().unwrap(),
+    )
+    .input(
+        0.10,
+        "lr",
+        batch(0, Split::Train, 0, 4, 2, 16).to_arrow().unwrap(),
+    )
+    .input(
+        0.15,
+        "lr",
+        batch(0, Split::Train, 0, 4, 2, 16).to_arrow().unwrap(),
+    )
+    .input(0.60, "loss_vgg", loss_reply(0).to_arrow().unwrap())
+    .input(0.65, "loss_vgg", loss_reply(0).to_arrow().unwrap())
+    .input(1.10, "loss_vgg", loss_reply(1).to_arrow().unwrap())
+    .input(
+        1.60,
+        "hr_val",
+        batch(val_id, Split::Val, 0, 1, 1, 32).to_arrow().unwrap(),
+    )
+    .input(
+        1.65,
+        "lr_val",
+        batch(val_id, Split::Val, 0, 1, 1, 16).to_arrow().unwrap(),
+    );
     let wiring = [
         ("lr", "degrade/lr"),
         ("lr_val", "degrade/lr_val"),
@@ -185,8 +209,14 @@ fn vgg_loss_answers_each_prediction_once_its_hr_is_in() {
     assert_eq!(output_ids(&outputs), ["loss", "loss"]);
     for (o, id) in outputs.iter().zip([0u64, 1]) {
         assert_eq!(column(o, "batch_id")[0].as_u64(), Some(id));
-        let shares: Vec<f64> = column(o, "loss").iter().map(|v| v.as_f64().unwrap()).collect();
-        assert!(shares.len() == 2 && shares.iter().all(|v| v.is_finite() && *v > 0.0), "{shares:?}");
+        let shares: Vec<f64> = column(o, "loss")
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            shares.len() == 2 && shares.iter().all(|v| v.is_finite() && *v > 0.0),
+            "{shares:?}"
+        );
     }
     let described: StageDescription =
         geosr::card::read_record(&run.join("stages/test-node.json")).unwrap();
