@@ -7,6 +7,9 @@ Needs the opt-in full torch venv:  GEOSR_TORCH_PY=1 scripts/setup  (then .venv-t
 Run by scripts/bench-pytorch, which adds geosr's own numbers and writes the comparison table.
 
   .venv-torchpy/bin/python scripts/torch-reference.py --model runs/<run> --steps 110 --out runs/bench/pytorch.json
+
+With --kit (scripts/gpu-proof on a GPU host) it trains the configurations of the GPU kit
+(gpu-kit/configs.json) on its crop and VGG layers, on --device, and times them; nothing else.
 """
 import argparse
 import json
@@ -14,8 +17,6 @@ import pathlib
 import time
 
 import numpy as np
-import onnxruntime as ort
-import tifffile
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -89,12 +90,13 @@ class Vgg(nn.Module):
             p.requires_grad_(False)
 
     def forward(self, rgb01):
-        mean = torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
+        mean = torch.tensor([103.939, 116.779, 123.68], device=rgb01.device).view(1, 3, 1, 1)
         return self.features(rgb01.flip(1) * 255.0 - mean)
 
 
 def chips(n, size, seed):
     """Random HR chips of the demo crop, normalised per band by its 1st/99th percentiles."""
+    import tifffile
     img = tifffile.imread(ROOT / "data/demo/landsat8-224078-crop.tif").astype(np.float32)
     img = img.transpose(2, 0, 1)
     lo = np.percentile(img, 1, axis=(1, 2), keepdims=True)
@@ -139,6 +141,7 @@ def train(card, steps, batch, chip, feature_weight):
 
 
 def infer(card, model_dir, batch, tile, repeats, threads):
+    import onnxruntime as ort
     a = card["architecture"]
     net = UNet(a["bands"], a["factor"], a["depth"], a["width"], a["upsample"], a["skip"])
     net.load_state_dict(load_file(str(model_dir / "model.safetensors")))
@@ -169,9 +172,65 @@ def infer(card, model_dir, batch, tile, repeats, threads):
     return result
 
 
+def train_kit(cfg, crop, vgg_path, steps, device, feature_weight):
+    """One configuration of the GPU kit: the loop of train(), with the loss read back every step
+    (as geosr does) so that the timestamps are honest on an asynchronous device."""
+    torch.manual_seed(0)
+    net = UNet(3, cfg["factor"], cfg["depth"], cfg["width"], "pixelshuffle", "bicubic").to(device)
+    vgg = Vgg(vgg_path).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    size, batch = cfg["hr_chip"], cfg["batch"]
+    rng = np.random.default_rng(1)
+    n = batch * 20
+    ys = rng.integers(0, crop.shape[1] - size + 1, n)
+    xs = rng.integers(0, crop.shape[2] - size + 1, n)
+    pool = torch.stack([crop[:, y:y + size, x:x + size] for y, x in zip(ys, xs)]).to(device)
+    rgb = [2, 1, 0]
+    done, losses = [], []
+    for _ in range(steps):
+        hr = pool[torch.randint(0, n, (batch,), device=device)]
+        lr = F.interpolate(hr, scale_factor=1 / cfg["factor"], mode="bilinear", antialias=True,
+                           align_corners=False)
+        pred = net(lr)
+        with torch.no_grad():
+            fh = vgg(hr[:, rgb])
+        loss = F.l1_loss(pred, hr) + feature_weight * F.mse_loss(vgg(pred[:, rgb]), fh)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+        done.append(time.perf_counter())
+    skip = min(10, len(done) - 2)
+    secs = done[-1] - done[skip]
+    return {"steps": steps, "steps_per_s": (len(done) - 1 - skip) / secs,
+            "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def kit_main(args):
+    from safetensors.torch import load_file as load
+    kit = pathlib.Path(args.kit)
+    plan = json.loads((kit / "configs.json").read_text())
+    crop = load(str(kit / "crop.safetensors"))["hr"].float()
+    device = torch.device(args.device)
+    label = "cpu" if device.type == "cpu" else f"cuda:{device.index or 0}"
+    result = {"torch": torch.__version__, "device": label, "configs": {},
+              "card": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+    for i, cfg in enumerate(plan["configs"]):
+        steps = plan["train_steps"] if i == 0 else plan["large_steps"]
+        run = train_kit(cfg, crop, kit / "vgg16-relu2_2.safetensors", steps, device,
+                        args.feature_weight)
+        result["configs"].setdefault(cfg["name"], {})[label] = run
+        print(cfg["name"], json.dumps(run), flush=True)
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", required=True, help="a geosr run directory (model.json, model.safetensors, model.onnx)")
+    ap.add_argument("--model", help="a geosr run directory (model.json, model.safetensors, model.onnx)")
+    ap.add_argument("--kit", help="a GPU kit folder (scripts/gpu-kit): train its configurations only")
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=110)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--chip", type=int, default=64)
@@ -183,6 +242,10 @@ def main():
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.kit:
+        return kit_main(args)
+    if not args.model:
+        raise SystemExit("torch-reference: give --model or --kit")
     torch.manual_seed(0)
     model_dir = pathlib.Path(args.model)
     card = json.loads((model_dir / "model.json").read_text())

@@ -405,7 +405,7 @@ fn losses_of_any_card<'de, D: serde::Deserializer<'de>>(
 pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text)
-        .map_err(|e| Error::checkpoint(path, format!("not the record geosr expects here: {e}")))
+        .map_err(|e| Error::checkpoint_caused(path, "not the record geosr expects here", e))
 }
 
 #[cfg(test)]
@@ -417,7 +417,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("data.json");
         std::fs::write(&p, r#"{"rasters": [], "chip_size": 64}"#).unwrap();
-        let err = read_record::<DataProvenance>(&p).unwrap_err().to_string();
+        let err = read_record::<DataProvenance>(&p).unwrap_err().full_text();
         assert!(
             err.contains("data.json") && err.contains("missing field"),
             "{err}"

@@ -94,7 +94,7 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
         let s = match Settings::from_sources(&vars, &cwd) {
             Ok(s) => s,
             Err(e) => {
-                problems.push(format!("node `{}`: {e}", n.id));
+                problems.push(format!("node `{}`: {}", n.id, e.full_text()));
                 continue;
             }
         };
@@ -215,7 +215,11 @@ pub fn check_graph(graph: &Path, env: &[(String, String)]) -> Result<Vec<String>
                         cards.push((key.to_owned(), dir.clone(), ck.card));
                     }
                 }
-                Err(e) => problems.push(format!("node `{}` ({stage}): `{key}`: {e}", n.id)),
+                Err(e) => problems.push(format!(
+                    "node `{}` ({stage}): `{key}`: {}",
+                    n.id,
+                    e.full_text()
+                )),
             }
         }
         settings_of.insert(n.id.clone(), s);

@@ -115,7 +115,7 @@ pub fn load_checkpoint(dir: &Path) -> Result<LoadedCheckpoint> {
     }
     let text = std::fs::read_to_string(&card_path).map_err(|e| Error::io(&card_path, e))?;
     let card: ModelCard = serde_json::from_str(&text)
-        .map_err(|e| Error::checkpoint(&card_path, format!("not a geosr model card: {e}")))?;
+        .map_err(|e| Error::checkpoint_caused(&card_path, "not a geosr model card", e))?;
     let weights = dir.join("model.safetensors");
     let sha = sha256_file(&weights)?;
     if sha != card.weights_sha256 {

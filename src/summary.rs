@@ -16,8 +16,8 @@ pub fn read_counts(run_dir: &Path) -> Result<BTreeMap<String, TileCounts>> {
     for e in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
         let p = e.map_err(|e| Error::io(&dir, e))?.path();
         let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
-        let c: TileCounts =
-            serde_json::from_str(&text).map_err(|e| Error::checkpoint(&p, e.to_string()))?;
+        let c: TileCounts = serde_json::from_str(&text)
+            .map_err(|e| Error::checkpoint_caused(&p, "not a tile-counts file", e))?;
         out.insert(c.stage.clone(), c);
     }
     Ok(out)

@@ -18,7 +18,7 @@ pub struct BenchRow {
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::checkpoint(path, e.to_string()))
+    serde_json::from_str(&text).map_err(|e| Error::checkpoint_caused(path, "not JSON", e))
 }
 
 /// Runs `dora start <graph> --attach` with `settings` written to a file; fails with the tail of
@@ -276,7 +276,7 @@ pub fn run_inference(
 /// Writes a synthetic `w × h` 3-band UInt16 GeoTIFF strip by strip (never whole in memory).
 pub fn synthetic_raster(path: &Path, w: usize, h: usize) -> Result<()> {
     use gdal::raster::{Buffer, RasterCreationOptions};
-    let err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());
+    let err = |e: gdal::errors::GdalError| Error::raster_caused(path, "GDAL", e);
     let driver = gdal::DriverManager::get_driver_by_name("GTiff").map_err(err)?;
     let co =
         RasterCreationOptions::from_iter(["TILED=YES", "COMPRESS=DEFLATE", "BIGTIFF=IF_SAFER"]);

@@ -107,7 +107,7 @@ pub fn checked<T>(
         // GDAL's handler usually holds the more precise message of the two.
         match watch.check(path, doing) {
             Err(reported) => reported,
-            Ok(()) => Error::raster(path, format!("{doing} failed: {e}")),
+            Ok(()) => Error::raster_caused(path, format!("{doing} failed"), e),
         }
     })?;
     watch.check(path, doing)?;

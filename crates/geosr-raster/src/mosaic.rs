@@ -53,7 +53,7 @@ pub struct Mosaic {
 }
 
 fn gdal_err(path: &Path) -> impl Fn(gdal::errors::GdalError) -> Error + '_ {
-    move |e| Error::raster(path, e.to_string())
+    move |e| Error::raster_caused(path, "GDAL", e)
 }
 
 impl Mosaic {
@@ -102,7 +102,7 @@ impl Mosaic {
                 _ => driver
                     .create_with_band_type_with_options::<f32, _>(&tmp, width, height, bands, &co),
             }
-            .map_err(|e| Error::raster(out, format!("cannot create the output ({e})")))?;
+            .map_err(|e| Error::raster_caused(out, "cannot create the output", e))?;
         watch.check(out, "creating the output")?;
         let mut ds = ds;
         let g = info.geotransform;

@@ -64,7 +64,7 @@ impl RasterSource {
         let (width, height) = dataset.raster_size();
         let first = dataset
             .rasterband(bands[0] as usize)
-            .map_err(|e| Error::raster(path, e.to_string()))?;
+            .map_err(|e| Error::raster_caused(path, "GDAL", e))?;
         let data_type = first.band_type().name();
         if first.band_type() == GdalDataType::Unknown || data_type.starts_with("C") {
             return Err(Error::raster(
@@ -77,7 +77,7 @@ impl RasterSource {
         for &b in &bands {
             let band = dataset
                 .rasterband(b as usize)
-                .map_err(|e| Error::raster(path, e.to_string()))?;
+                .map_err(|e| Error::raster_caused(path, "GDAL", e))?;
             colour.push(band.color_interpretation().name().to_ascii_lowercase());
         }
         // A raster without georeferencing still trains; its tiles carry a pixel-unit transform.
@@ -116,7 +116,7 @@ impl RasterSource {
             let band = self
                 .dataset
                 .rasterband(b as usize)
-                .map_err(|e| Error::raster(&self.info.path, e.to_string()))?;
+                .map_err(|e| Error::raster_caused(&self.info.path, "GDAL", e))?;
             let doing = format!("reading window at ({x},{y})");
             crate::gdal_errors::checked(&self.info.path, &doing, || {
                 band.read_into_slice::<f32>(
@@ -183,12 +183,12 @@ pub fn write_geotiff<T: gdal::raster::GdalType + Copy + FromF32>(
     let pending = geosr::atomic::PendingFile::new(path, ".tif")?;
     let tmp = pending.path();
     let watch = crate::gdal_errors::Watch::start();
-    let gdal_err = |e: gdal::errors::GdalError| Error::raster(path, e.to_string());
+    let gdal_err = |e: gdal::errors::GdalError| Error::raster_caused(path, "GDAL", e);
     let driver = DriverManager::get_driver_by_name("GTiff").map_err(gdal_err)?;
     let options = RasterCreationOptions::from_iter(["COMPRESS=DEFLATE", "TILED=YES"]);
     let mut ds = driver
         .create_with_band_type_with_options::<T, _>(tmp, width, height, bands, &options)
-        .map_err(|e| Error::raster(path, format!("cannot create: {e}")))?;
+        .map_err(|e| Error::raster_caused(path, "cannot create", e))?;
     ds.set_geo_transform(&geotransform).map_err(gdal_err)?;
     if !crs_wkt.is_empty() {
         ds.set_projection(crs_wkt).map_err(gdal_err)?;

@@ -14,7 +14,7 @@ pub trait Engine {
 }
 
 fn engine_err(e: impl std::fmt::Display) -> Error {
-    Error::Engine(e.to_string())
+    Error::Engine(e.to_string().into())
 }
 
 /// ONNX Runtime, loaded from `ORT_DYLIB_PATH` (set by `scripts/env.sh`).
@@ -33,10 +33,13 @@ fn ort_environment() -> Result<&'static ort::environment::Environment> {
     })?;
     let env = ort::init_from(&lib)
         .map_err(|e| {
-            Error::Engine(format!(
-                "cannot load ONNX Runtime from {}: {e}",
-                Path::new(&lib).display()
-            ))
+            Error::Engine(
+                format!(
+                    "cannot load ONNX Runtime from {}: {e}",
+                    Path::new(&lib).display()
+                )
+                .into(),
+            )
         })?
         .build()
         .map_err(engine_err)?;
@@ -44,9 +47,9 @@ fn ort_environment() -> Result<&'static ort::environment::Environment> {
 }
 
 impl OrtEngine {
-    /// Loads `onnx`; with `cuda`, ONNX Runtime's CUDA execution provider is asked for first
-    /// (it needs the `onnxruntime-gpu` build, which `GEOSR_TORCH=cuda scripts/setup` installs;
-    /// without it ONNX Runtime says so and runs on the CPU).
+    /// Loads `onnx`; with `cuda`, on ONNX Runtime's CUDA execution provider (it needs the
+    /// `onnxruntime-gpu` build, which `GEOSR_TORCH=cuda scripts/setup` installs; without it
+    /// loading fails with a message saying so).
     pub fn load(onnx: &Path, threads: Option<usize>, cuda: bool) -> Result<Self> {
         if !onnx.is_file() {
             return Err(Error::weights(
@@ -60,9 +63,20 @@ impl OrtEngine {
             builder = builder.with_intra_threads(n).map_err(engine_err)?;
         }
         if cuda {
+            // Failing here rather than running on the CPU unasked: a GPU host that silently
+            // runs at CPU speed is worse than a clear error.
             builder = builder
-                .with_execution_providers([ort::ep::CUDA::default().build()])
-                .map_err(engine_err)?;
+                .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                .map_err(|e| {
+                    Error::setting(
+                        "engine",
+                        format!(
+                            "ort on cuda: ONNX Runtime's CUDA provider is not available ({e}); \
+                             install onnxruntime-gpu (GEOSR_TORCH=cuda scripts/setup), or use \
+                             engine: tch, or device: cpu"
+                        ),
+                    )
+                })?;
         }
         let session = builder
             .commit_from_file(onnx)
@@ -101,7 +115,7 @@ impl TchEngine {
         let mut vs = tch::nn::VarStore::new(device);
         let net = UNet::new(&vs.root(), &ckpt.card.unet_config());
         vs.load(&ckpt.weights)
-            .map_err(|e| Error::weights(&ckpt.weights, e.to_string()))?;
+            .map_err(|e| Error::weights_caused(&ckpt.weights, "libtorch", e))?;
         vs.freeze();
         Ok(TchEngine {
             _vs: vs,

@@ -3,17 +3,21 @@
 //! The parts of geosr that run networks, on libtorch (tch) and ONNX Runtime: the U-Net
 //! ([`unet`]), the VGG-16 loss network and its weight import ([`vgg`]), losses and the
 //! loss-stage protocol ([`loss`], [`loss_stage`]), Adam ([`adam`]), training ([`train`],
-//! [`train_stage`]), ONNX export ([`onnx`]) and inference engines ([`infer`]). Only the stages
+//! [`train_stage`]), ONNX export ([`onnx`]), inference engines ([`infer`]) and the GPU proof
+//! ([`proof`]). Only the stages
 //! that run a model link it, and it does not link GDAL: a GPU host needs libtorch, not GDAL.
 pub mod adam;
 pub mod infer;
 pub mod loss;
 pub mod loss_stage;
 pub mod onnx;
+pub mod proof;
 pub mod tensor;
 pub mod train;
 pub mod train_stage;
 pub mod unet;
 pub mod vgg;
 
-pub use tensor::{device_name, shape_text, tensor_values, SettingsTorch, TileTensors, TorchResult};
+pub use tensor::{
+    cuda_device, device_name, shape_text, tensor_values, SettingsTorch, TileTensors, TorchResult,
+};

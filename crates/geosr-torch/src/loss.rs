@@ -109,9 +109,11 @@ impl PerceptualLoss {
     }
 
     pub fn with_weights(s: &Settings, weights: &Path, device: Device) -> Result<Self> {
+        let layers = parse_layers(&s.vgg_layers)?;
+        let deepest = layers.iter().map(|(i, _)| *i).max().unwrap_or(0);
         Ok(PerceptualLoss {
-            vgg: Vgg16::load(weights, device)?,
-            layers: parse_layers(&s.vgg_layers)?,
+            vgg: Vgg16::load(weights, device, deepest)?,
+            layers,
             layer_spec: s.vgg_layers.clone(),
             feature_weight: s.feature_weight,
             rgb_bands: s.rgb_bands.0.clone(),

@@ -1,7 +1,7 @@
 //! libtorch helpers for the core types: tile batches as NCHW tensors, the torch device and
 //! thread count from the settings, and libtorch errors as `geosr::Error`.
 use geosr::error::{Error, Result};
-use geosr::settings::Settings;
+use geosr::settings::{DeviceChoice, Settings};
 use geosr::tile::TileBatch;
 use tch::Tensor;
 
@@ -61,14 +61,12 @@ pub trait SettingsTorch {
 
 impl SettingsTorch for Settings {
     fn torch_device(&self) -> Result<tch::Device> {
-        match self.device.as_str() {
-            "cpu" => Ok(tch::Device::Cpu),
-            "cuda" if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
-            "cuda" => Err(Error::setting(
-                "device",
-                "cuda was asked for but libtorch sees no CUDA device",
-            )),
-            _ => Ok(tch::Device::cuda_if_available()),
+        match self.device {
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda => {
+                cuda_device().map_err(|problem| Error::setting("device", problem))
+            }
+            DeviceChoice::Auto => Ok(cuda_device().unwrap_or(tch::Device::Cpu)),
         }
     }
 
@@ -79,6 +77,71 @@ impl SettingsTorch for Settings {
     }
 }
 
+/// The first CUDA device, or why there is none.
+///
+/// libtorch's CUDA half (`libtorch_cuda.so`) registers itself when it is loaded, and the
+/// linker leaves it out of binaries that call none of its symbols, so it is loaded here, from
+/// the folder the running `libtorch_cpu.so` came from (the same build). It must be loaded before
+/// libtorch is first asked about CUDA: libtorch remembers the first answer.
+pub fn cuda_device() -> std::result::Result<tch::Device, String> {
+    let loaded = load_torch_cuda();
+    if tch::Cuda::is_available() {
+        return Ok(tch::Device::Cuda(0));
+    }
+    loaded?;
+    Err("cuda was asked for, libtorch's CUDA library loaded, but it sees no CUDA device \
+         (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides the GPUs)"
+        .into())
+}
+
+fn load_torch_cuda() -> std::result::Result<(), String> {
+    static LOADED: std::sync::OnceLock<std::result::Result<(), String>> =
+        std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let beside_cpu = loaded_library_dir("libtorch_cpu.so")
+                .map(|d| d.join("libtorch_cuda.so"))
+                .filter(|p| p.is_file());
+            let name = beside_cpu
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "libtorch_cuda.so".into());
+            let c_name = std::ffi::CString::new(name.clone()).map_err(|e| e.to_string())?;
+            // SAFETY: dlopen with a valid C string; the handle is kept for the process's life
+            // (libtorch's CUDA hooks must stay registered), so it is never closed.
+            let handle =
+                unsafe { libc::dlopen(c_name.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+            if handle.is_null() {
+                // SAFETY: dlerror returns a thread-local C string or null.
+                let why = unsafe {
+                    let e = libc::dlerror();
+                    if e.is_null() {
+                        "unknown reason".to_string()
+                    } else {
+                        std::ffi::CStr::from_ptr(e).to_string_lossy().into_owned()
+                    }
+                };
+                return Err(format!(
+                    "cuda was asked for but libtorch's CUDA library could not be loaded ({why}); \
+                     this libtorch is the CPU build, or LD_LIBRARY_PATH does not reach a CUDA \
+                     torch's lib folder and the CUDA libraries it needs"
+                ));
+            }
+            Ok(())
+        })
+        .clone()
+}
+
+/// The folder of a shared library this process has loaded, from `/proc/self/maps`.
+fn loaded_library_dir(file_name: &str) -> Option<std::path::PathBuf> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .map(std::path::Path::new)
+        .find(|p| p.file_name().is_some_and(|n| n == file_name))
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()))
+}
+
 /// libtorch results as core results.
 pub trait TorchResult<T> {
     fn torch(self) -> Result<T>;
@@ -86,7 +149,7 @@ pub trait TorchResult<T> {
 
 impl<T> TorchResult<T> for std::result::Result<T, tch::TchError> {
     fn torch(self) -> Result<T> {
-        self.map_err(|e| Error::Torch(e.to_string()))
+        self.map_err(|e| Error::Torch(Box::new(e)))
     }
 }
 

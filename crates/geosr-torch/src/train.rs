@@ -30,9 +30,12 @@ pub struct Validation {
 
 impl Trainer {
     pub fn new(cfg: &UNetConfig, s: &Settings, device: Device, total_steps: u64) -> Self {
+        // Initialised on the CPU and then moved, so that a seed gives the same starting weights
+        // on every device (CUDA's random generator draws other numbers).
         tch::manual_seed(s.seed as i64);
-        let vs = VarStore::new(device);
+        let mut vs = VarStore::new(Device::Cpu);
         let net = UNet::new(&vs.root(), cfg);
+        vs.set_device(device);
         let adam = Adam::new(&vs);
         Trainer {
             vs,
@@ -65,7 +68,7 @@ impl Trainer {
         }
         self.vs
             .load(&ckpt.weights)
-            .map_err(|e| Error::checkpoint(&ckpt.weights, e.to_string()))?;
+            .map_err(|e| Error::checkpoint_caused(&ckpt.weights, "loading the weights", e))?;
         self.adam.load(&ckpt.optimizer, ckpt.card.step)?;
         Ok(())
     }

@@ -99,8 +99,11 @@ impl std::fmt::Debug for Vgg16 {
 }
 
 impl Vgg16 {
-    /// Loads converted weights; a missing file or one with other tensors is a clear error.
-    pub fn load(path: &Path, device: Device) -> Result<Self> {
+    /// Loads the convolutions up to the ReLU at `deepest` (an index from [`layer_index`]) from
+    /// converted weights. The file may hold all 13 convolutions or only those; a missing file,
+    /// a missing or misshapen tensor, or a tensor that is not a VGG-16 convolution is a clear
+    /// error.
+    pub fn load(path: &Path, device: Device, deepest: usize) -> Result<Self> {
         if !path.is_file() {
             return Err(Error::weights(
                 path,
@@ -116,16 +119,24 @@ impl Vgg16 {
         let convs = CONV_INDICES
             .iter()
             .zip(CONV_CHANNELS)
+            .take_while(|(&i, _)| i < deepest)
             .map(|(&i, (cin, cout))| nn::conv2d(&root / i, cin, cout, 3, cfg))
             .collect();
         let stored = Tensor::read_safetensors(path)
-            .map_err(|e| Error::weights(path, format!("not a readable safetensors file ({e})")))?;
-        let expected = vs.variables();
-        for (name, var) in &expected {
+            .map_err(|e| Error::weights_caused(path, "not a readable safetensors file", e))?;
+        if let Some((name, _)) = stored.iter().find(|(n, _)| !is_conv_name(n)) {
+            return Err(Error::weights(
+                path,
+                format!("holds tensor `{name}`: not VGG-16 conv weights"),
+            ));
+        }
+        for (name, var) in &vs.variables() {
             let Some((_, t)) = stored.iter().find(|(n, _)| n == name) else {
                 return Err(Error::weights(
                     path,
-                    format!("has no tensor `{name}`: not VGG-16 conv weights"),
+                    format!(
+                        "has no tensor `{name}`: not VGG-16 conv weights up to the layer asked for"
+                    ),
                 ));
             };
             if t.size() != var.size() {
@@ -139,18 +150,8 @@ impl Vgg16 {
                 ));
             }
         }
-        if stored.len() != expected.len() {
-            return Err(Error::weights(
-                path,
-                format!(
-                    "holds {} tensors, VGG-16's conv base has {}",
-                    stored.len(),
-                    expected.len()
-                ),
-            ));
-        }
         vs.load(path)
-            .map_err(|e| Error::weights(path, e.to_string()))?;
+            .map_err(|e| Error::weights_caused(path, "libtorch", e))?;
         vs.freeze();
         Ok(Vgg16 { _vs: vs, convs })
     }
@@ -183,6 +184,15 @@ impl Vgg16 {
     }
 }
 
+/// Whether `name` is one of VGG-16's convolution tensors in torchvision's naming.
+fn is_conv_name(name: &str) -> bool {
+    let mut parts = name.split('.');
+    matches!(
+        (parts.next(), parts.next().and_then(|i| i.parse::<usize>().ok()), parts.next(), parts.next()),
+        (Some("features"), Some(i), Some("weight" | "bias"), None) if CONV_INDICES.contains(&i)
+    )
+}
+
 /// Turns RGB in [0, 1] (N×3×H×W) into the network's Caffe input: BGR, 0–255, minus mean.
 pub fn caffe_input(rgb01: &Tensor) -> Tensor {
     let bgr = rgb01.flip([1]) * 255.0;
@@ -199,7 +209,7 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
     use prost::Message;
     let bytes = std::fs::read(onnx).map_err(|e| Error::io(onnx, e))?;
     let model = crate::onnx::ModelProto::decode(&bytes[..])
-        .map_err(|e| Error::weights(onnx, format!("not an ONNX model ({e})")))?;
+        .map_err(|e| Error::weights_caused(onnx, "not an ONNX model", e))?;
     let graph = model
         .graph
         .ok_or_else(|| Error::weights(onnx, "ONNX model has no graph"))?;
@@ -269,7 +279,8 @@ pub fn import_onnx(onnx: &Path, out: &Path) -> Result<usize> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let tmp = out.with_extension("safetensors.tmp");
-    Tensor::write_safetensors(&named, &tmp).map_err(|e| Error::weights(&tmp, e.to_string()))?;
+    Tensor::write_safetensors(&named, &tmp)
+        .map_err(|e| Error::weights_caused(&tmp, "writing", e))?;
     std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))?;
     Ok(total)
 }
