@@ -89,9 +89,11 @@ pub fn cuda_device() -> std::result::Result<tch::Device, String> {
         return Ok(tch::Device::Cuda(0));
     }
     loaded?;
-    Err("cuda was asked for, libtorch's CUDA library loaded, but it sees no CUDA device \
+    Err(
+        "cuda was asked for, libtorch's CUDA library loaded, but it sees no CUDA device \
          (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides the GPUs)"
-        .into())
+            .into(),
+    )
 }
 
 fn load_torch_cuda() -> std::result::Result<(), String> {

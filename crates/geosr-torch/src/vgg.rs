@@ -130,7 +130,17 @@ impl Vgg16 {
                 format!("holds tensor `{name}`: not VGG-16 conv weights"),
             ));
         }
-        for (name, var) in &vs.variables() {
+        let vars = vs.variables();
+        let mut names: Vec<&String> = vars.keys().collect();
+        // In network order, so that a short file is told the first layer it lacks.
+        names.sort_by_key(|n| {
+            (
+                n.split('.').nth(1).and_then(|i| i.parse::<usize>().ok()),
+                *n,
+            )
+        });
+        for name in names {
+            let var = &vars[name];
             let Some((_, t)) = stored.iter().find(|(n, _)| n == name) else {
                 return Err(Error::weights(
                     path,
