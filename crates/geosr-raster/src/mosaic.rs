@@ -43,7 +43,8 @@ pub struct Mosaic {
     integer_range: Option<(f64, f64)>,
     /// First output row still held in memory.
     lo: usize,
-    /// Weighted sums, `bands × rows × width`, and weights, `rows × width`, from row `lo` on.
+    /// Weighted sums, `rows × bands × width`, and weights, `rows × width`, from row `lo` on:
+    /// each band of a row is one contiguous run, so the loops over it vectorise.
     sum: Vec<f32>,
     weight: Vec<f32>,
     rows: usize,
@@ -70,10 +71,7 @@ impl Mosaic {
         // Rows are written band by band; with band-interleaved blocks each band's block row is
         // complete when written, so GDAL never has to evict (and later rewrite) a half-filled
         // compressed block, whatever the raster's width.
-        if !co
-            .iter()
-            .any(|o| o.to_ascii_uppercase().starts_with("INTERLEAVE="))
-        {
+        if !has_option(&co, "INTERLEAVE") {
             co.push("INTERLEAVE=BAND".into());
         }
         if opts.format == OutputFormat::Cog {
@@ -83,6 +81,11 @@ impl Mosaic {
                 "BIGTIFF=IF_SAFER".into(),
                 "INTERLEAVE=BAND".into(),
             ];
+        }
+        // Compression, not blending, is most of the writer's work: let GDAL compress the blocks
+        // of each written block row on every core unless the user chose otherwise.
+        if !has_option(&co, "NUM_THREADS") {
+            co.push("NUM_THREADS=ALL_CPUS".into());
         }
         let co = RasterCreationOptions::from_iter(co.iter().map(String::as_str));
         let ds =
@@ -166,9 +169,9 @@ impl Mosaic {
         (self.sum.capacity() + self.weight.capacity()) * 4
     }
 
-    /// Grows the held rows to reach output row `until`. Rows are pixel-interleaved
-    /// (`[row][x][band]`), so growing and dropping rows never copies the buffers into new
-    /// ones once the first tile row has set their capacity.
+    /// Grows the held rows to reach output row `until`. Rows are whole runs of the buffers
+    /// (`[row][band][x]`), so growing and dropping rows never copies the buffers into new ones
+    /// once the first tile row has set their capacity.
     fn ensure_rows(&mut self, until: usize) {
         let need = until.saturating_sub(self.lo);
         if need > self.rows {
@@ -195,6 +198,12 @@ impl Mosaic {
                 ((d as f32 + 0.5 - o / 4.0) / (o / 2.0)).clamp(0.0, 1.0)
             }
         };
+        let side = |p: usize, size: usize, low: bool, high: bool| -> f32 {
+            let a = if low { ramp(p) } else { 1.0 };
+            let b = if high { ramp(size - 1 - p) } else { 1.0 };
+            a.min(b)
+        };
+        let mut column_weights = Vec::new();
         for (i, t) in batch.tiles.iter().enumerate() {
             let [x, y, w, h] = t.window.map(|v| v as usize);
             let (x0, y0, vw, vh) = (x * f, y * f, w * f, h * f);
@@ -205,34 +214,45 @@ impl Mosaic {
                     self.lo / f
                 )));
             }
+            if x0 + vw > self.width || vw > tw || vh > th {
+                return Err(Error::Contract(format!(
+                    "{}: tile window {x},{y} {w}×{h} does not fit the raster or its {tw}×{th} pixels",
+                    self.out.display()
+                )));
+            }
             // Rows above this tile's top can no longer change; write them in whole block rows of
             // the output, since a compressed block written twice leaves its first copy as dead
-            // space in the file (a 10000² ×4 run grew to 12.8 GB, more than uncompressed).
+            // space in the file.
             self.flush_until(y0 - y0 % self.block_rows)?;
             self.ensure_rows(y0 + vh);
             let px = &batch.pixels[i * batch.tile_len()..(i + 1) * batch.tile_len()];
-            let w_out = self.width;
             let (left, right) = (x0 > 0, x0 + vw < self.width);
             let (top, bottom) = (y0 > 0, y0 + vh < self.height);
-            let side = |p: usize, size: usize, low: bool, high: bool| -> f32 {
-                let a = if low { ramp(p) } else { 1.0 };
-                let b = if high { ramp(size - 1 - p) } else { 1.0 };
-                a.min(b)
-            };
+            column_weights.clear();
+            column_weights.extend((0..vw).map(|tx| side(tx, vw, left, right)));
+            let (w_out, bands) = (self.width, self.bands);
             for ty in 0..vh {
                 let wy = side(ty, vh, top, bottom);
+                if wy == 0.0 {
+                    continue;
+                }
                 let row = y0 + ty - self.lo;
-                for tx in 0..vw {
-                    let wgt = wy * side(tx, vw, left, right);
-                    if wgt == 0.0 {
-                        continue;
-                    }
-                    let at = row * w_out + x0 + tx;
-                    self.weight[at] += wgt;
-                    for b in 0..self.bands {
-                        let v = px[b * th * tw + ty * tw + tx] * batch.band_scale[b]
-                            + batch.band_offset[b];
-                        self.sum[at * self.bands + b] += wgt * v;
+                let weights = &mut self.weight[row * w_out + x0..][..vw];
+                for (acc, wx) in weights.iter_mut().zip(&column_weights) {
+                    *acc += wy * wx;
+                }
+                for b in 0..bands {
+                    let (scale, offset) = (batch.band_scale[b], batch.band_offset[b]);
+                    let src = &px[b * th * tw + ty * tw..][..vw];
+                    let dst = &mut self.sum[(row * bands + b) * w_out + x0..][..vw];
+                    for ((acc, v), wx) in dst.iter_mut().zip(src).zip(&column_weights) {
+                        let wgt = wy * wx;
+                        // A zero weight must not let a NaN of the tile's edge in.
+                        *acc += if wgt > 0.0 {
+                            wgt * (v * scale + offset)
+                        } else {
+                            0.0
+                        };
                     }
                 }
             }
@@ -247,63 +267,85 @@ impl Mosaic {
         if n == 0 {
             return Ok(());
         }
-        let (w, f) = (self.width, self.factor);
+        let (w, f, bands) = (self.width, self.factor, self.bands);
         // Nodata: an output pixel is nodata where its source (LR) pixel is.
         let src_y0 = self.lo / f;
         let src_y1 = (self.lo + n - 1) / f + 1;
         let src_w = self.src.info.width;
-        let src = self
-            .src
-            .read_window(0, src_y0 as u32, src_w as u32, (src_y1 - src_y0) as u32)?;
+        let nodata_mask = match self.nodata {
+            Some(nd) => {
+                let src = self.src.read_window(
+                    0,
+                    src_y0 as u32,
+                    src_w as u32,
+                    (src_y1 - src_y0) as u32,
+                )?;
+                Some(nodata_mask(
+                    &src,
+                    bands,
+                    src_w * (src_y1 - src_y0),
+                    nd,
+                    self.src.info.nodata.is_some(),
+                ))
+            }
+            None => None,
+        };
         let plane = src_w * (src_y1 - src_y0);
-        let declared = self.src.info.nodata.is_some();
         let ds = self.ds.as_ref().expect("open until finished");
-        for b in 0..self.bands {
-            let mut out = vec![0f32; n * w];
+        let mut out = vec![0f32; n * w];
+        for b in 0..bands {
             for r in 0..n {
                 let sy = (self.lo + r) / f - src_y0;
-                for x in 0..w {
-                    let sx = x / f;
-                    let at = r * w + x;
-                    let mut v = self.sum[at * self.bands + b] / self.weight[at].max(1e-12);
-                    if let Some((lo, hi)) = self.integer_range {
-                        v = (v as f64).round().clamp(lo, hi) as f32;
+                let sums = &self.sum[(r * bands + b) * w..][..w];
+                let weights = &self.weight[r * w..][..w];
+                let dst = &mut out[r * w..][..w];
+                for ((o, s), wt) in dst.iter_mut().zip(sums).zip(weights) {
+                    *o = s / wt.max(1e-12);
+                }
+                if let Some((lo, hi)) = self.integer_range {
+                    for o in dst.iter_mut() {
+                        *o = (*o as f64).round().clamp(lo, hi) as f32;
                     }
-                    if let Some(nd) = self.nodata {
-                        let s = |bb: usize| src[bb * plane + sy * src_w + sx];
-                        let is_nd = if declared {
-                            s(b) as f64 == nd || s(b).is_nan()
-                        } else {
-                            (0..self.bands).all(|bb| s(bb) as f64 == nd)
-                        };
-                        if is_nd {
-                            v = nd as f32;
-                        } else if v as f64 == nd {
-                            // A valid pixel must not read as nodata: nudge it by one unit.
-                            v = if nd < v as f64 + 1.0
-                                && self.integer_range.is_some_and(|(_, hi)| nd < hi)
-                            {
-                                (nd + 1.0) as f32
-                            } else {
-                                (nd - 1.0) as f32
-                            };
+                }
+                match (&nodata_mask, self.nodata) {
+                    (Some(mask), Some(nd)) => {
+                        let mask_row = &mask[b * plane + sy * src_w..][..src_w];
+                        let nd32 = nd as f32;
+                        for (x, o) in dst.iter_mut().enumerate() {
+                            if mask_row[x / f] {
+                                *o = nd32;
+                            } else if *o as f64 == nd {
+                                // A valid pixel must not read as nodata: nudge it by one unit.
+                                *o = if self.integer_range.is_some_and(|(_, hi)| nd < hi) {
+                                    (nd + 1.0) as f32
+                                } else {
+                                    (nd - 1.0) as f32
+                                };
+                            }
                         }
-                    } else if self.weight[at] == 0.0 {
-                        v = f32::NAN;
                     }
-                    out[at] = v;
+                    _ => {
+                        for (o, wt) in dst.iter_mut().zip(weights) {
+                            if *wt == 0.0 {
+                                *o = f32::NAN;
+                            }
+                        }
+                    }
                 }
             }
             let mut band = ds.rasterband(b + 1).map_err(gdal_err(&self.out))?;
             let doing = format!("writing rows {}..{}", self.lo, self.lo + n);
+            let data = std::mem::take(&mut out);
+            let mut buffer = Buffer::new((w, n), data);
             checked(&self.out, &doing, || {
-                band.write((0, self.lo as isize), (w, n), &mut Buffer::new((w, n), out))
+                band.write((0, self.lo as isize), (w, n), &mut buffer)
             })?;
+            out = buffer.into_shape_and_vec().1;
         }
         // Drop the written rows from the buffers.
         let keep = self.rows - n;
-        self.sum.copy_within(n * w * self.bands.., 0);
-        self.sum.truncate(keep * w * self.bands);
+        self.sum.copy_within(n * w * bands.., 0);
+        self.sum.truncate(keep * w * bands);
         self.weight.copy_within(n * w.., 0);
         self.weight.truncate(keep * w);
         self.rows = keep;
@@ -333,9 +375,11 @@ impl Mosaic {
             // The COG is a copy of the finished intermediate, written atomically itself.
             let cog = PendingFile::new(&self.out, ".cog.tif")?;
             let driver = DriverManager::get_driver_by_name("COG").map_err(gdal_err(&self.out))?;
-            let co = RasterCreationOptions::from_iter(
-                self.opts.creation_options.iter().map(String::as_str),
-            );
+            let mut co = self.opts.creation_options.clone();
+            if !has_option(&co, "NUM_THREADS") {
+                co.push("NUM_THREADS=ALL_CPUS".into());
+            }
+            let co = RasterCreationOptions::from_iter(co.iter().map(String::as_str));
             checked(&self.out, "writing the COG", || {
                 ds.create_copy(&driver, cog.path(), &co).map(drop)
             })?;
@@ -347,6 +391,29 @@ impl Mosaic {
         drop(ds); // closes the GeoTIFF: its last blocks and directory are written here
         watch.check(&self.out, "closing the output")?;
         pending.commit()
+    }
+}
+
+/// Whether the creation options set `key`.
+fn has_option(options: &[String], key: &str) -> bool {
+    options.iter().any(|o| {
+        o.split_once('=')
+            .is_some_and(|(k, _)| k.trim().eq_ignore_ascii_case(key))
+    })
+}
+
+/// Which source pixels are nodata, per band (`bands × plane`): where the source declares a
+/// nodata value, a band's pixel equal to it (or NaN); where it declares none (the implicit 0 of
+/// integer rasters), a pixel whose bands all equal it, for every band.
+fn nodata_mask(src: &[f32], bands: usize, plane: usize, nd: f64, declared: bool) -> Vec<bool> {
+    let is = |v: f32| v as f64 == nd;
+    if declared {
+        src.iter().map(|&v| is(v) || v.is_nan()).collect()
+    } else {
+        let all: Vec<bool> = (0..plane)
+            .map(|i| (0..bands).all(|b| is(src[b * plane + i])))
+            .collect();
+        (0..bands).flat_map(|_| all.iter().copied()).collect()
     }
 }
 
