@@ -73,7 +73,7 @@ fn training_graphs_through_a_real_daemon() {
 
     // Inference with the trained model, through both engines, and the classic graph.
     let out_ort = dir.path().join("out/sr-ort.tif");
-    let s = write_settings(dir.path(), "infer-ort", &format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 32\noverlap: 4\nthreads: 1\n", scene.display(), run.display(), out_ort.display(), dir.path().join("runs/infer").display()));
+    let s = write_settings(dir.path(), "infer-ort", &format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 32\noverlap: 4\nengine: ort\nthreads: 1\n", scene.display(), run.display(), out_ort.display(), dir.path().join("runs/infer").display()));
     let (ok, log) = run_graph("graphs/infer.yml", &s);
     assert!(ok, "infer.yml failed:\n{log}");
     let out_tch = dir.path().join("out/sr-tch.tif");
@@ -420,7 +420,7 @@ fn graph_check_catches_each_class_of_mistake(tmp: &Path, run: &Path) {
             .any(|p| p.contains("`unet-infer` (unet-infer): no model")),
         "{problems:?}"
     );
-    // 6. a model without its ONNX export for the default engine
+    // 6. a model without its ONNX export for the `ort` engine
     let bare = tmp.join("bare-model");
     std::fs::create_dir_all(&bare).unwrap();
     for f in ["model.json", "model.safetensors"] {
@@ -430,6 +430,7 @@ fn graph_check_catches_each_class_of_mistake(tmp: &Path, run: &Path) {
         &root().join("graphs/infer.yml"),
         &[
             ("GEOSR_MODEL".into(), bare.display().to_string()),
+            ("GEOSR_ENGINE".into(), "ort".into()),
             output.clone(),
         ],
         "has no model.onnx for the `ort` engine",

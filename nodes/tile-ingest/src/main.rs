@@ -7,7 +7,7 @@ const STAGE: &str = "tile-ingest";
 
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
-        geosr::stage::pin_mmap_threshold();
+        geosr::stage::keep_freed_memory();
         let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr_raster::ingest::run(node, inbox, &settings)
     })

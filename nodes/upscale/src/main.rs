@@ -7,7 +7,7 @@ const STAGE: &str = "upscale";
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (node, inbox, settings) = geosr::node::start(STAGE)?;
-        geosr::stage::pin_mmap_threshold();
+        geosr::stage::keep_freed_memory();
         geosr::stage::init(STAGE, &settings.log_dir);
         // With a model given (evaluation), upscale by the model's factor so outputs line up.
         let card = geosr::checkpoint::model_card_of(&settings)?;
