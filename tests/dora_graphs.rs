@@ -507,6 +507,35 @@ fn operators_run_in_the_dora_runtime() {
             .unwrap()
     };
     assert_eq!(read(&outs[0]), read(&outs[1]));
+
+    // Many scenes in one run: a folder in, a folder out, the same result per scene as a run of
+    // its own; a re-run leaves complete outputs alone.
+    let scenes = dir.path().join("scenes");
+    std::fs::create_dir(&scenes).unwrap();
+    std::fs::copy(&scene, scenes.join("first.tif")).unwrap();
+    uint16_scene(&scenes.join("second.tif"), 3, 72, 40);
+    let folder = dir.path().join("out/many");
+    let s = write_settings(dir.path(), "many", &format!("input: {}\noutput: {}\nlog_dir: {}\nfactor: 2\nupscale_method: lanczos\ninfer_tile: 32\noverlap: 4\n", scenes.display(), folder.display(), dir.path().join("runs/many").display()));
+    let (ok, log) = run_graph("graphs/upscale-classic.yml", &s);
+    assert!(ok, "upscale-classic.yml on a folder failed:\n{log}");
+    assert!(log.contains("scene 2 of 2 written"), "{log}");
+    assert_eq!(read(&folder.join("first.tif")), read(&outs[0]));
+    let second = geosr_raster::raster::RasterSource::open(&folder.join("second.tif"), &[]).unwrap();
+    assert_eq!((second.info.width, second.info.height), (144, 80));
+    let before = std::fs::metadata(folder.join("first.tif"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let (ok, log) = run_graph("graphs/upscale-classic.yml", &s);
+    assert!(
+        ok && log.contains("wrote 0 scenes") && log.contains("2 complete already"),
+        "{log}"
+    );
+    let after = std::fs::metadata(folder.join("first.tif"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after, "a complete output is left alone");
 }
 
 /// A Python node (numpy + pyarrow) in place of the Rust `degrade` node: the same LR tiles, so

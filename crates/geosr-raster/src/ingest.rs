@@ -102,25 +102,32 @@ fn serve_evaluation_tiles(node: DoraNode, inbox: Inbox, settings: &Settings) -> 
     })
 }
 
-/// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`.
+/// Inference mode: answers `infer` request `i` with LR batch `i` on `lr`, numbered across the
+/// scenes still to do ([`crate::scenes`]).
 fn serve_inference_tiles(node: DoraNode, inbox: Inbox, settings: &Settings) -> eyre::Result<()> {
     geosr::stage::init(STAGE, &settings.log_dir);
     let card = match &settings.model {
         Some(dir) => Some(geosr::checkpoint::load_checkpoint(dir)?.card),
         None => None,
     };
-    let plan = crate::scan::ScanPlan::new(
-        &settings.input,
+    let output = settings.output.clone().unwrap_or_default();
+    let list = crate::scenes::SceneList::new(&settings.input, &output)?;
+    let plan = crate::scan::ScenePlan::new(
+        &list,
         card.as_ref(),
         settings.infer_tile,
         settings.overlap,
         settings.infer_batch as usize,
         settings.nodata,
     )?;
+    for (scene, why) in &plan.failed {
+        tracing::warn!(scene = %scene.input.display(), %why, "scene left out");
+    }
     tracing::info!(
-        raster = %settings.input.display(),
-        tiles = plan.windows.len(),
-        tile = ?plan.tile,
+        input = %settings.input.display(),
+        scenes = plan.scenes.len(),
+        complete_already = list.complete.len(),
+        left_out = plan.failed.len(),
         batches = plan.batches(),
         "inference tiles planned"
     );

@@ -164,6 +164,16 @@ impl Mosaic {
         })
     }
 
+    /// The output's upscaling factor.
+    pub fn factor(&self) -> usize {
+        self.factor
+    }
+
+    /// Output megapixels (width × height).
+    pub fn output_megapixels(&self) -> f64 {
+        (self.width * self.height) as f64 / 1e6
+    }
+
     /// Bytes held for blending right now (capacity, which is what the process holds).
     pub fn buffer_bytes(&self) -> usize {
         (self.sum.capacity() + self.weight.capacity()) * 4

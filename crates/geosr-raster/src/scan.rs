@@ -293,22 +293,97 @@ impl EvalPlan {
 
     /// Global batch `index`: its raster's batch, renumbered across all rasters.
     pub fn batch(&self, index: usize) -> Result<TileBatch> {
-        let total = self.batches();
-        let r = self
-            .first_batch
-            .iter()
-            .rposition(|&first| first <= index)
-            .filter(|_| index < total)
-            .ok_or_else(|| {
-                Error::Contract(format!(
-                    "evaluation batch {index} asked for, there are {total}"
-                ))
-            })?;
-        let mut b = self.plans[r].batch(index - self.first_batch[r])?;
-        b.batch_id = index as u64;
-        b.index_in_split = index as u32;
-        b.batches_in_split = total as u32;
-        Ok(b)
+        let plans: Vec<&ScanPlan> = self.plans.iter().collect();
+        numbered_batch(&plans, &self.first_batch, index, "evaluation")
+    }
+}
+
+/// Which plan holds global batch `index`, given each plan's first global batch.
+fn plan_of(first_batch: &[usize], total: usize, index: usize) -> Option<usize> {
+    first_batch
+        .iter()
+        .rposition(|&first| first <= index)
+        .filter(|_| index < total)
+}
+
+/// Global batch `index` of several plans, renumbered across them.
+fn numbered_batch(
+    plans: &[&ScanPlan],
+    first_batch: &[usize],
+    index: usize,
+    what: &str,
+) -> Result<TileBatch> {
+    let total: usize = plans.iter().map(|p| p.batches()).sum();
+    let r = plan_of(first_batch, total, index).ok_or_else(|| {
+        Error::Contract(format!("{what} batch {index} asked for, there are {total}"))
+    })?;
+    let mut b = plans[r].batch(index - first_batch[r])?;
+    b.batch_id = index as u64;
+    b.index_in_split = index as u32;
+    b.batches_in_split = total as u32;
+    Ok(b)
+}
+
+/// The LR tiles of every scene of an inference run ([`crate::scenes`]): batches never mix
+/// scenes and are numbered across all of them, in the list's order.
+///
+/// With one scene, a scene that cannot be planned is an error, as always. With several, such a
+/// scene (unreadable, or bands and type that do not fit the model) is set aside with the reason
+/// and the others go on: one bad file among thousands should not stop the rest; the writer names
+/// it when the others are done and the run ends with an error.
+pub struct ScenePlan {
+    pub scenes: Vec<(crate::scenes::Scene, ScanPlan)>,
+    pub failed: Vec<(crate::scenes::Scene, String)>,
+    first_batch: Vec<usize>,
+}
+
+impl ScenePlan {
+    pub fn new(
+        list: &crate::scenes::SceneList,
+        card: Option<&ModelCard>,
+        tile: u32,
+        overlap: u32,
+        batch: usize,
+        nodata: Option<f64>,
+    ) -> Result<Self> {
+        let mut plan = ScenePlan {
+            scenes: Vec::new(),
+            failed: Vec::new(),
+            first_batch: Vec::new(),
+        };
+        let mut total = 0;
+        for scene in &list.todo {
+            match ScanPlan::new(&scene.input, card, tile, overlap, batch, nodata) {
+                Ok(p) => {
+                    plan.first_batch.push(total);
+                    total += p.batches();
+                    plan.scenes.push((scene.clone(), p));
+                }
+                Err(e) if list.many => plan.failed.push((scene.clone(), e.full_text())),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn batches(&self) -> usize {
+        self.scenes.iter().map(|(_, p)| p.batches()).sum()
+    }
+
+    /// Global batch `index`, renumbered across all scenes.
+    pub fn batch(&self, index: usize) -> Result<TileBatch> {
+        let plans: Vec<&ScanPlan> = self.scenes.iter().map(|(_, p)| p).collect();
+        numbered_batch(&plans, &self.first_batch, index, "inference")
+    }
+
+    /// The scene (its position in [`ScenePlan::scenes`]) that global batch `index` belongs to.
+    pub fn scene_of(&self, index: usize) -> Option<usize> {
+        plan_of(&self.first_batch, self.batches(), index)
+    }
+
+    /// The global index of scene `k`'s last batch.
+    pub fn last_batch_of(&self, k: usize) -> usize {
+        self.first_batch[k] + self.scenes[k].1.batches() - 1
     }
 }
 

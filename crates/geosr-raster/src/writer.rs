@@ -1,6 +1,7 @@
 //! The loop of `geotiff-writer`: asks for LR batches through the credit flow, takes their SR
-//! versions in index order whatever order they arrive in, blends them into a [`Mosaic`] and
-//! puts the file in place when complete.
+//! versions in index order whatever order they arrive in, blends them into a [`Mosaic`] per
+//! scene and puts each file in place when it is complete ([`crate::scenes`] for runs of many
+//! scenes).
 use crate::mosaic::{Mosaic, MosaicOptions};
 use dora_node_api::DoraNode;
 use geosr::flow::{CreditWindow, Request, TileCounts};
@@ -8,20 +9,65 @@ use geosr::node::{Inbox, Next};
 use geosr::settings::Settings;
 use geosr::stage::send_array;
 use geosr::tile::TileBatch;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::scan::ScenePlan;
+use crate::scenes::SceneList;
 
 /// What a finished write reports.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Written {
-    pub path: PathBuf,
+    /// The files written, in scene order.
+    pub paths: Vec<PathBuf>,
+    /// Scenes whose output was there already (complete) and were left alone.
+    pub complete_already: usize,
     pub tiles: usize,
     /// Batches that arrived before one requested earlier, put back in order.
     pub overtaking: u64,
 }
 
-/// Requests every batch, mosaics the replies into `settings.output` and renames it into place.
-/// Any failure (a peer that ended, a wait that ran out, a GDAL error) leaves nothing at the
-/// output path. `counts` records what crossed each edge, also when it fails.
+/// Progress over the scenes of a run: scenes done, output megapixels per second, time left.
+struct Progress {
+    started: Instant,
+    done_mp: f64,
+    total_mp: f64,
+    scenes_done: usize,
+    scenes: usize,
+}
+
+impl Progress {
+    fn scene_done(&mut self, mp: f64, path: &Path) {
+        self.scenes_done += 1;
+        self.done_mp += mp;
+        let secs = self.started.elapsed().as_secs_f64().max(1e-9);
+        let rate = self.done_mp / secs;
+        let eta = (self.total_mp - self.done_mp).max(0.0) / rate.max(1e-9);
+        tracing::info!(
+            scene = self.scenes_done,
+            of = self.scenes,
+            output = %path.display(),
+            megapixels_per_s = format!("{rate:.2}"),
+            eta_s = format!("{eta:.0}"),
+            "scene written"
+        );
+        if self.scenes > 1 {
+            println!(
+                "scene {} of {} written: {} ({rate:.2} MP/s so far, about {eta:.0} s left)",
+                self.scenes_done,
+                self.scenes,
+                path.display()
+            );
+        }
+    }
+}
+
+/// Requests every batch of every scene still to do, mosaics the replies scene by scene and
+/// renames each output into place when it is complete. Any failure (a peer that ended, a wait
+/// that ran out, a GDAL error) leaves nothing at the output path of the scene being written;
+/// scenes finished before stay. Scenes that could not be planned are named in the error at the
+/// end, after the others are written. `counts` records what crossed each edge, also when it
+/// fails.
 pub fn write_super_resolved(
     node: &mut DoraNode,
     inbox: &mut Inbox,
@@ -29,35 +75,100 @@ pub fn write_super_resolved(
     counts: &mut TileCounts,
 ) -> eyre::Result<Written> {
     let output = settings.output.clone().ok_or_else(|| {
-        eyre::eyre!("GEOSR_OUTPUT is not set; give the path of the GeoTIFF to write")
+        eyre::eyre!("GEOSR_OUTPUT is not set; give the path of the GeoTIFF to write (a folder for several scenes)")
     })?;
     let opts = MosaicOptions {
         creation_options: settings.creation_option_list(),
         format: settings.output_format,
         overlap: settings.overlap,
     };
+    let list = SceneList::new(&settings.input, &output)?;
+    let card = match &settings.model {
+        Some(dir) => Some(geosr::checkpoint::load_checkpoint(dir)?.card),
+        None => None,
+    };
+    let plan = ScenePlan::new(
+        &list,
+        card.as_ref(),
+        settings.infer_tile,
+        settings.overlap,
+        settings.infer_batch as usize,
+        settings.nodata,
+    )?;
+    if list.many {
+        std::fs::create_dir_all(&output).map_err(|e| geosr::Error::io(&output, e))?;
+    }
+    let mut written = Written {
+        complete_already: list.complete.len(),
+        ..Default::default()
+    };
+    let mut progress = Progress {
+        started: Instant::now(),
+        done_mp: 0.0,
+        total_mp: 0.0,
+        scenes_done: 0,
+        scenes: plan.scenes.len(),
+    };
     let mut window = CreditWindow::new(settings.prefetch as u64);
-    let mut mosaic: Option<Mosaic> = None;
+    // The scene being written and its mosaic.
+    let mut current: Option<(usize, Mosaic)> = None;
     let sr_from = inbox.source_of("sr");
-    let not_written = || format!("{} was not written", output.display());
-    while !window.done() {
+    let total = plan.batches() as u64;
+    while (written.paths.len() < plan.scenes.len()) && !window.done() {
         for i in window.to_request() {
             send_array(node, "request", Request::infer(i).to_arrow())?;
             counts.count_out("request", 1);
         }
+        let not_written = || {
+            let scene = current.as_ref().map(|(k, _)| &plan.scenes[*k].0.output);
+            match scene {
+                Some(p) => format!("{} was not written", p.display()),
+                None => format!("{} was not written", output.display()),
+            }
+        };
         let waiting = format!("batch {} from `{sr_from}`", window.progress());
         match inbox.next(Some(&waiting))? {
             Next::Input { id, data } => {
                 let sr = TileBatch::from_arrow(data.as_ref())
                     .map_err(|e| eyre::eyre!("input `{id}` from `{sr_from}`: {e}"))?;
                 counts.count_in(&id, sr.len());
-                window.receive(sr.index_in_split as u64, sr.batches_in_split as u64, sr)?;
+                if sr.batches_in_split as u64 != total {
+                    eyre::bail!(
+                        "`{sr_from}` sends batches of a run of {} batches, this writer planned {total} (do both stages read the same input and output?)",
+                        sr.batches_in_split
+                    );
+                }
+                window.receive(sr.index_in_split as u64, total, sr)?;
                 while let Some(sr) = window.next_ready() {
-                    let m = match &mut mosaic {
-                        Some(m) => m,
-                        None => mosaic.insert(open_mosaic(&sr, &output, &opts)?),
-                    };
+                    let index = sr.index_in_split as usize;
+                    let k = plan.scene_of(index).ok_or_else(|| {
+                        eyre::eyre!("batch {index} is beyond the {total} planned")
+                    })?;
+                    if current.as_ref().is_none_or(|(c, _)| *c != k) {
+                        let scene = &plan.scenes[k].0;
+                        let m = open_mosaic(&sr, &scene.output, &opts)?;
+                        if progress.total_mp == 0.0 {
+                            let f2 = (m.factor() * m.factor()) as f64;
+                            progress.total_mp = plan
+                                .scenes
+                                .iter()
+                                .map(|(_, p)| {
+                                    (p.raster().width * p.raster().height) as f64 * f2 / 1e6
+                                })
+                                .sum();
+                        }
+                        current = Some((k, m));
+                    }
+                    let (_, m) = current.as_mut().expect("opened above");
                     m.add(&sr)?;
+                    if index == plan.last_batch_of(k) {
+                        let (_, m) = current.take().expect("opened above");
+                        written.tiles += m.tiles_written;
+                        let mp = m.output_megapixels();
+                        let path = m.finish()?;
+                        progress.scene_done(mp, &path);
+                        written.paths.push(path);
+                    }
                     let d = window.delivered();
                     if d.is_multiple_of(10) || window.done() {
                         tracing::info!(batch = d, of = window.total(), "progress");
@@ -86,14 +197,25 @@ pub fn write_super_resolved(
             }
         }
     }
-    let mosaic = mosaic.ok_or_else(|| eyre::eyre!("no tiles arrived; {}", not_written()))?;
-    let tiles = mosaic.tiles_written;
-    let path = mosaic.finish()?;
-    Ok(Written {
-        path,
-        tiles,
-        overtaking: window.overtaking(),
-    })
+    written.overtaking = window.overtaking();
+    if !plan.failed.is_empty() {
+        let names: Vec<String> = plan
+            .failed
+            .iter()
+            .map(|(s, why)| format!("{} ({why})", s.input.display()))
+            .collect();
+        eyre::bail!(
+            "{} of {} scenes could not be read and were left out, the other {} were written: {}",
+            plan.failed.len(),
+            plan.failed.len() + plan.scenes.len() + list.complete.len(),
+            written.paths.len() + list.complete.len(),
+            names.join("; ")
+        );
+    }
+    if plan.scenes.is_empty() && list.complete.is_empty() {
+        eyre::bail!("no scene to write");
+    }
+    Ok(written)
 }
 
 /// The mosaic for the raster the first batch comes from, at the factor its tiles' grids show.

@@ -11,7 +11,8 @@ use geosr::settings::{Resampler, Settings};
 use geosr::tile::TileBatch;
 use geosr_raster::degrade::Degrade;
 use geosr_raster::raster::RasterSource;
-use geosr_raster::scan::{EvalPlan, ScanPlan};
+use geosr_raster::scan::{EvalPlan, ScanPlan, ScenePlan};
+use geosr_raster::scenes::SceneList;
 use geosr_raster::upscale::upscale_batch;
 use stage_test::*;
 use std::path::Path;
@@ -37,8 +38,11 @@ fn geotiff_writer_places_batches_by_index() {
         .collect();
     let write = |order: &[usize], out: &Path| {
         let settings = Settings {
+            input: lr.clone(),
             output: Some(out.to_path_buf()),
+            infer_tile: 16,
             overlap: 2,
+            infer_batch: 2,
             prefetch: 8,
             log_dir: dir.path().join("logs"),
             ..Settings::default()
@@ -76,6 +80,73 @@ fn geotiff_writer_places_batches_by_index() {
     );
     assert_eq!(read_all(&a), read_all(&b));
     assert_eq!(RasterSource::open(&b, &[]).unwrap().info.width, 128);
+}
+
+/// A folder of scenes: the writer writes each into the output folder under its own name,
+/// leaves a complete one alone, and names the unreadable one at the end after the others.
+#[test]
+fn geotiff_writer_writes_a_folder_of_scenes_one_file_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenes = dir.path().join("scenes");
+    std::fs::create_dir(&scenes).unwrap();
+    uint16_scene(&scenes.join("a.tif"), 3, 40, 24);
+    uint16_scene(&scenes.join("b.tif"), 3, 24, 40);
+    uint16_scene(&scenes.join("done.tif"), 3, 24, 24);
+    std::fs::write(scenes.join("broken.tif"), b"not a GeoTIFF").unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("done.tif"), b"an earlier run's output").unwrap();
+
+    let list = SceneList::new(&scenes, &out).unwrap();
+    let plan = ScenePlan::new(&list, None, 16, 2, 2, None).unwrap();
+    assert_eq!(
+        plan.scenes.len(),
+        2,
+        "a and b; done is complete, broken cannot be read"
+    );
+    assert_eq!(plan.failed[0].0.input, scenes.join("broken.tif"));
+    let n = plan.batches();
+    let settings = Settings {
+        input: scenes.clone(),
+        output: Some(out.clone()),
+        infer_tile: 16,
+        overlap: 2,
+        infer_batch: 2,
+        prefetch: 4,
+        log_dir: dir.path().join("logs"),
+        ..Settings::default()
+    };
+    let mut rec = Recording::new(&dir.path().join("inputs"));
+    for i in 0..n {
+        let sr = upscale_batch(&plan.batch(i).unwrap(), 2, Resampler::Bicubic).unwrap();
+        rec.input(0.1 + 0.05 * i as f64, "sr", sr.to_arrow().unwrap());
+    }
+    let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
+    let (result, outputs) = rec.run(&[("sr", "upscale/sr")], &settings, |mut node, mut inbox| {
+        geosr_raster::writer::write_super_resolved(&mut node, &mut inbox, &settings, &mut counts)
+            .map(drop)
+    });
+    let err = format!("{:#}", result.unwrap_err());
+    assert!(
+        err.contains("1 of 4 scenes could not be read")
+            && err.contains("broken.tif")
+            && err.contains("the other 3 were written"),
+        "{err}"
+    );
+    assert_eq!(
+        requests(&outputs).len(),
+        n,
+        "every batch of both scenes asked for once"
+    );
+    for (name, w, h) in [("a.tif", 80, 48), ("b.tif", 48, 80)] {
+        let info = RasterSource::open(&out.join(name), &[]).unwrap().info;
+        assert_eq!((info.width, info.height), (w, h), "{name}");
+    }
+    assert_eq!(
+        std::fs::read(out.join("done.tif")).unwrap(),
+        b"an earlier run's output"
+    );
+    assert!(!out.join("broken.tif").exists());
 }
 
 /// A model card for rasters of 3 UInt16 bands at ×2, with a weights file it names.

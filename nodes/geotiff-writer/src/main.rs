@@ -23,17 +23,31 @@ fn main() -> ExitCode {
         counts.write(&settings.log_dir)?;
         let written = result?;
         let secs = started.elapsed().as_secs_f64();
-        let info = geosr_raster::raster::RasterSource::open(&written.path, &[])?.info;
-        let mp = (info.width * info.height) as f64 / 1e6;
-        tracing::info!(output = %written.path.display(), width = info.width, height = info.height, tiles = written.tiles, batches_out_of_order = written.overtaking, seconds = format!("{secs:.1}"), megapixels_per_s = format!("{:.2}", mp / secs), "written");
-        println!(
-            "wrote {} ({}x{}, {} bands, {}) in {secs:.1} s",
-            written.path.display(),
-            info.width,
-            info.height,
-            info.bands.len(),
-            info.data_type
+        tracing::info!(
+            scenes = written.paths.len(),
+            complete_already = written.complete_already,
+            tiles = written.tiles,
+            batches_out_of_order = written.overtaking,
+            seconds = format!("{secs:.1}"),
+            "written"
         );
+        if let [path] = written.paths.as_slice() {
+            let info = geosr_raster::raster::RasterSource::open(path, &[])?.info;
+            println!(
+                "wrote {} ({}x{}, {} bands, {}) in {secs:.1} s",
+                path.display(),
+                info.width,
+                info.height,
+                info.bands.len(),
+                info.data_type
+            );
+        } else {
+            println!(
+                "wrote {} scenes in {secs:.1} s ({} complete already, left alone)",
+                written.paths.len(),
+                written.complete_already
+            );
+        }
         Ok(())
     })
 }
