@@ -328,6 +328,37 @@ impl<T> Join<T> {
     }
 }
 
+/// The share of a flow's batches that one of several parallel workers takes: batch `i` goes to
+/// worker `i mod count`. Every worker sees every request's batch (dora sends an output to every
+/// input wired to it) and answers only its own, so no batch is lost or done twice whatever the
+/// number of workers, and a batch asked for again is answered again by the same worker.
+///
+/// ```
+/// use geosr::flow::Share;
+/// let second = Share::new(1, 2).unwrap();
+/// assert!(!second.takes(0) && second.takes(1) && second.takes(3));
+/// assert!(Share::ALL.takes(7));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Share {
+    /// One worker: every batch.
+    pub const ALL: Share = Share { index: 0, count: 1 };
+
+    pub fn new(index: u64, count: u64) -> Option<Self> {
+        (index < count).then_some(Share { index, count })
+    }
+
+    /// Whether batch `index` is this worker's.
+    pub fn takes(&self, index: u64) -> bool {
+        index % self.count == self.index
+    }
+}
+
 /// Batches and tiles counted on each input and output of a stage, written to the run
 /// directory so the run summary can check every edge of the graph: what a producer sent on an
 /// output equals what each consumer received on the input wired to it.

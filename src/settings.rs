@@ -268,6 +268,11 @@ pub struct Settings {
     /// Seconds without a reply after which a waiting stage asks again for what is missing: dora
     /// can lose a message between daemons under load, and every request is safe to repeat.
     pub resend_after_s: u32,
+    /// With several `unet-infer` workers side by side, the one this is (0-based): it takes the
+    /// batches whose index modulo `workers` is `worker`.
+    pub worker: u32,
+    /// How many `unet-infer` workers share the batches.
+    pub workers: u32,
 }
 
 impl Default for Settings {
@@ -328,6 +333,8 @@ impl Default for Settings {
             threads: None,
             wait_timeout_s: 600,
             resend_after_s: 60,
+            worker: 0,
+            workers: 1,
         }
     }
 }
@@ -457,6 +464,15 @@ impl Settings {
         }
         if self.resend_after_s == 0 {
             return Err(Error::setting("resend_after_s", "must be at least 1"));
+        }
+        if self.workers == 0 || self.worker >= self.workers {
+            return Err(Error::setting(
+                "worker",
+                format!(
+                    "worker {} of {} workers: give workers ≥ 1 and worker from 0 to workers − 1",
+                    self.worker, self.workers
+                ),
+            ));
         }
         if self.preview_size < 16 {
             return Err(Error::setting(

@@ -1,7 +1,7 @@
 //! Helpers shared by the stage processes: logging set-up, allocator tuning, sending tile batches,
 //! describing a stage, and the event loop of the stages that map each batch to one reply.
 use crate::error::Result;
-use crate::flow::TileCounts;
+use crate::flow::{Share, TileCounts};
 use crate::node::{Inbox, Next};
 use crate::tile::TileBatch;
 use dora_node_api::dora_core::config::DataId;
@@ -96,9 +96,22 @@ pub fn describe_stage(
 /// node's id. Such a stage keeps nothing, so it sits on a request/credit flow unchanged; when a
 /// stage before it fails it ends quietly, and the stage at the end of the flow reports the loss.
 pub fn map_batches(
+    node: DoraNode,
+    inbox: Inbox,
+    log_dir: &Path,
+    f: impl FnMut(&str, TileBatch) -> eyre::Result<(String, TileBatch)>,
+) -> eyre::Result<()> {
+    map_batches_shared(node, inbox, log_dir, Share::ALL, f)
+}
+
+/// [`map_batches`] for one of several workers side by side: answers only the batches of its
+/// [`Share`] (by the batch's index in its split) and passes over the others, which count as
+/// received so that every edge's counts still balance.
+pub fn map_batches_shared(
     mut node: DoraNode,
     mut inbox: Inbox,
     log_dir: &Path,
+    share: Share,
     mut f: impl FnMut(&str, TileBatch) -> eyre::Result<(String, TileBatch)>,
 ) -> eyre::Result<()> {
     // Counts are named after the node, not the stage: a graph may run one stage several times
@@ -111,6 +124,9 @@ pub fn map_batches(
                     eyre::eyre!("input `{id}` from `{}`: {e}", inbox.source_of(&id))
                 })?;
                 counts.count_in(&id, batch.len());
+                if !share.takes(batch.index_in_split as u64) {
+                    continue;
+                }
                 let (output, reply) = f(&id, batch)?;
                 counts.count_out(&output, send_batch(&mut node, &output, reply)?);
             }

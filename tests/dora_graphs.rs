@@ -87,8 +87,25 @@ fn training_graphs_through_a_real_daemon() {
             .unwrap();
         (r.info, v)
     };
+    // Two workers sharing the batches write what one does.
+    let out_workers = dir.path().join("out/sr-workers.tif");
+    let s = write_settings(dir.path(), "infer-workers", &format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 32\noverlap: 4\nengine: tch\nthreads: 1\n", scene.display(), run.display(), out_workers.display(), dir.path().join("runs/infer-workers").display()));
+    let (ok, log) = run_graph("graphs/infer-workers.yml", &s);
+    assert!(ok, "infer-workers.yml failed:\n{log}");
+    let workers_counts: Vec<geosr::flow::TileCounts> = ["unet-infer-0", "unet-infer-1"]
+        .iter()
+        .map(|n| {
+            let p = dir
+                .path()
+                .join(format!("runs/infer-workers/counts/{n}.json"));
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+        })
+        .collect();
     let (info, a) = read(&out_ort);
     let (_, b) = read(&out_tch);
+    assert_eq!(read(&out_workers).1, b, "two workers write what one writes");
+    let took: Vec<u64> = workers_counts.iter().map(|c| c.outputs["sr"][0]).collect();
+    assert!(took.iter().all(|&n| n > 0), "both workers worked: {took:?}");
     assert_eq!(
         (info.width, info.height, info.data_type.as_str()),
         (320, 256, "UInt16")

@@ -164,12 +164,34 @@ fn bad_inputs_fail_with_one_line_and_write_nothing() {
         std::fs::copy(model.join(f), broken.join(f)).unwrap();
     }
     std::fs::write(broken.join("model.onnx"), b"\x08\x07garbage, not protobuf").unwrap();
-    let s = infer_settings(d, "corrupt-onnx", &scene, Some(&broken), &out, "");
+    let s = infer_settings(
+        d,
+        "corrupt-onnx",
+        &scene,
+        Some(&broken),
+        &out,
+        "engine: ort\n",
+    );
     must_fail(
         "corrupt model.onnx",
         "graphs/infer.yml",
         &s,
         "model.onnx",
+        Some(&out),
+    );
+    // Weights cut short (the default engine reads them).
+    let weights = std::fs::read(model.join("model.safetensors")).unwrap();
+    std::fs::write(
+        broken.join("model.safetensors"),
+        &weights[..weights.len() / 2],
+    )
+    .unwrap();
+    let s = infer_settings(d, "corrupt-weights", &scene, Some(&broken), &out, "");
+    must_fail(
+        "truncated model.safetensors",
+        "graphs/infer.yml",
+        &s,
+        "model.safetensors",
         Some(&out),
     );
 

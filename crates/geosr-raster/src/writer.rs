@@ -112,7 +112,15 @@ pub fn write_super_resolved(
     let mut window = CreditWindow::new(settings.prefetch as u64);
     // The scene being written and its mosaic.
     let mut current: Option<(usize, Mosaic)> = None;
-    let sr_from = inbox.source_of("sr");
+    // One `sr…` input per inference worker.
+    let mut sources: Vec<String> = inbox
+        .input_ids()
+        .iter()
+        .map(|id| inbox.source_of(id))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let sr_from = sources.join("`, `");
     let total = plan.batches() as u64;
     while (written.paths.len() < plan.scenes.len()) && !window.done() {
         for i in window.to_request() {

@@ -1,5 +1,6 @@
-//! `unet-infer`: super-resolves LR tile batches with a trained model — ONNX Runtime by default,
-//! libtorch with `engine: tch`. See README.md beside this file.
+//! `unet-infer`: super-resolves LR tile batches with a trained model — libtorch by default, ONNX
+//! Runtime with `engine: ort`; with `workers` > 1, only its share of the batches. See README.md
+//! beside this file.
 use geosr::checkpoint::load_checkpoint;
 use geosr_torch::infer::{Engine, OrtEngine, TchEngine};
 use geosr_torch::SettingsTorch;
@@ -28,7 +29,9 @@ fn main() -> ExitCode {
         };
         let f = card.downsample_factor as usize;
         tracing::info!(engine = engine.name(), model = %model.display(), factor = f, "unet-infer ready");
-        geosr::stage::map_batches(node, inbox, &settings.log_dir, |_, lr| {
+        let share = geosr::flow::Share::new(settings.worker as u64, settings.workers as u64)
+            .ok_or_else(|| eyre::eyre!("worker {} of {}", settings.worker, settings.workers))?;
+        geosr::stage::map_batches_shared(node, inbox, &settings.log_dir, share, |_, lr| {
             if lr.bands != card.bands.len() {
                 eyre::bail!(
                     "tiles have {} bands, the model {} expects {}",
