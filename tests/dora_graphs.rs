@@ -678,4 +678,24 @@ fn training_spans_two_daemons() {
         geosr::summary::summarise(&run, Some(&root().join("graphs/train-two-machines.yml")))
             .unwrap();
     assert!(ok || resends > 0, "{summary}");
+
+    // Inference with the network on the other daemon: the file is complete and georeferenced.
+    let graph = cluster.graph_named(dir.path(), "infer-two-machines.yml");
+    let out = dir.path().join("out/two-machines.tif");
+    let s = write_settings(dir.path(), "infer-two", &format!("input: {}\nmodel: {}\noutput: {}\nlog_dir: {}\ninfer_tile: 32\noverlap: 4\nthreads: 1\nwait_timeout_s: 60\nresend_after_s: 5\n", scene.display(), run.display(), out.display(), dir.path().join("runs/infer-two").display()));
+    let (ok, text) = run_graph_with(
+        graph.to_str().unwrap(),
+        &s,
+        &["--coordinator-port", &cluster.port],
+        120,
+    );
+    assert!(ok, "two-daemon inference failed:\n{text}");
+    assert!(
+        text.contains(&format!("unet-infer on daemon `{}`", cluster.machines[1])),
+        "{text}"
+    );
+    let info = geosr_raster::raster::RasterSource::open(&out, &[])
+        .unwrap()
+        .info;
+    assert_eq!((info.width, info.height), (320, 256));
 }

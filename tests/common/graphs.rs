@@ -222,11 +222,16 @@ impl Cluster {
 
     /// graphs/train-two-machines.yml with this cluster's machine ids, written into `dir`.
     pub fn graph(&self, dir: &Path) -> PathBuf {
-        let text = std::fs::read_to_string(root().join("graphs/train-two-machines.yml")).unwrap();
+        self.graph_named(dir, "train-two-machines.yml")
+    }
+
+    /// `graphs/<name>` with its `cpu` and `gpu` machines renamed to this cluster's.
+    pub fn graph_named(&self, dir: &Path, name: &str) -> PathBuf {
+        let text = std::fs::read_to_string(root().join("graphs").join(name)).unwrap();
         let text = text
             .replace("machine: cpu", &format!("machine: {}", self.machines[0]))
             .replace("machine: gpu", &format!("machine: {}", self.machines[1]));
-        let p = dir.join("train-two-machines.yml");
+        let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
         p
     }
