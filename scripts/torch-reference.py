@@ -110,27 +110,32 @@ def chips(n, size, seed):
     return torch.from_numpy(out)
 
 
+def train_step(net, vgg, opt, hr, factor, feature_weight):
+    """One step as geosr takes it: the dataflow's degradation (bilinear with antialiasing, GDAL's
+    kernel), L1 plus the VGG feature loss on the tiles' red, green, blue, Adam. Returns the loss."""
+    rgb = [2, 1, 0]  # the tiles are blue, green, red
+    lr = F.interpolate(hr, scale_factor=1 / factor, mode="bilinear", antialias=True,
+                       align_corners=False)
+    pred = net(lr)
+    with torch.no_grad():
+        fh = vgg(hr[:, rgb])
+    loss = F.l1_loss(pred, hr) + feature_weight * F.mse_loss(vgg(pred[:, rgb]), fh)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss
+
+
 def train(card, steps, batch, chip, feature_weight):
     a = card["architecture"]
     net = UNet(a["bands"], a["factor"], a["depth"], a["width"], a["upsample"], a["skip"])
     vgg = Vgg(ROOT / "weights/vgg16.safetensors")
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     pool = chips(batch * 20, chip, 0)
-    rgb = [2, 1, 0]  # the tiles are blue, green, red
     done = []
     for step in range(steps):
         idx = torch.randint(0, pool.shape[0], (batch,))
-        hr = pool[idx]
-        # The dataflow's degrade stage: bilinear with antialiasing (GDAL's kernel).
-        lr = F.interpolate(hr, scale_factor=1 / a["factor"], mode="bilinear", antialias=True,
-                           align_corners=False)
-        pred = net(lr)
-        with torch.no_grad():
-            fh = vgg(hr[:, rgb])
-        loss = F.l1_loss(pred, hr) + feature_weight * F.mse_loss(vgg(pred[:, rgb]), fh)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(net, vgg, opt, pool[idx], a["factor"], feature_weight)
         done.append(time.perf_counter())
     if len(done) < 3:
         raise SystemExit("torch-reference: give --steps 3 or more (the first steps are not timed)")
@@ -185,19 +190,10 @@ def train_kit(cfg, crop, vgg_path, steps, device, feature_weight):
     ys = rng.integers(0, crop.shape[1] - size + 1, n)
     xs = rng.integers(0, crop.shape[2] - size + 1, n)
     pool = torch.stack([crop[:, y:y + size, x:x + size] for y, x in zip(ys, xs)]).to(device)
-    rgb = [2, 1, 0]
     done, losses = [], []
     for _ in range(steps):
         hr = pool[torch.randint(0, n, (batch,), device=device)]
-        lr = F.interpolate(hr, scale_factor=1 / cfg["factor"], mode="bilinear", antialias=True,
-                           align_corners=False)
-        pred = net(lr)
-        with torch.no_grad():
-            fh = vgg(hr[:, rgb])
-        loss = F.l1_loss(pred, hr) + feature_weight * F.mse_loss(vgg(pred[:, rgb]), fh)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        loss = train_step(net, vgg, opt, hr, cfg["factor"], feature_weight)
         losses.append(float(loss.detach()))
         done.append(time.perf_counter())
     skip = min(10, len(done) - 2)

@@ -106,20 +106,7 @@ fn serve_evaluation_tiles(node: DoraNode, inbox: Inbox, settings: &Settings) -> 
 /// scenes still to do ([`crate::scenes`]).
 fn serve_inference_tiles(node: DoraNode, inbox: Inbox, settings: &Settings) -> eyre::Result<()> {
     geosr::stage::init(STAGE, &settings.log_dir);
-    let card = match &settings.model {
-        Some(dir) => Some(geosr::checkpoint::load_checkpoint(dir)?.card),
-        None => None,
-    };
-    let output = settings.output.clone().unwrap_or_default();
-    let list = crate::scenes::SceneList::new(&settings.input, &output)?;
-    let plan = crate::scan::ScenePlan::new(
-        &list,
-        card.as_ref(),
-        settings.infer_tile,
-        settings.overlap,
-        settings.infer_batch as usize,
-        settings.nodata,
-    )?;
+    let (list, plan) = crate::scan::ScenePlan::from_settings(settings)?;
     for (scene, why) in &plan.failed {
         tracing::warn!(scene = %scene.input.display(), %why, "scene left out");
     }

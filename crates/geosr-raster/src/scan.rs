@@ -366,6 +366,28 @@ impl ScenePlan {
         Ok(plan)
     }
 
+    /// The scenes the settings name (`input`, `output`) and their plan, as `tile-ingest` and
+    /// `geotiff-writer` both make them: the two must agree batch for batch.
+    pub fn from_settings(
+        settings: &geosr::settings::Settings,
+    ) -> Result<(crate::scenes::SceneList, Self)> {
+        let card = match &settings.model {
+            Some(dir) => Some(geosr::checkpoint::load_checkpoint(dir)?.card),
+            None => None,
+        };
+        let output = settings.output.clone().unwrap_or_default();
+        let list = crate::scenes::SceneList::new(&settings.input, &output)?;
+        let plan = ScenePlan::new(
+            &list,
+            card.as_ref(),
+            settings.infer_tile,
+            settings.overlap,
+            settings.infer_batch as usize,
+            settings.nodata,
+        )?;
+        Ok((list, plan))
+    }
+
     pub fn batches(&self) -> usize {
         self.scenes.iter().map(|(_, p)| p.batches()).sum()
     }

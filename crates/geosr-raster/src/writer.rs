@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::scan::ScenePlan;
-use crate::scenes::SceneList;
 
 /// What a finished write reports.
 #[derive(Debug, Default)]
@@ -82,19 +81,7 @@ pub fn write_super_resolved(
         format: settings.output_format,
         overlap: settings.overlap,
     };
-    let list = SceneList::new(&settings.input, &output)?;
-    let card = match &settings.model {
-        Some(dir) => Some(geosr::checkpoint::load_checkpoint(dir)?.card),
-        None => None,
-    };
-    let plan = ScenePlan::new(
-        &list,
-        card.as_ref(),
-        settings.infer_tile,
-        settings.overlap,
-        settings.infer_batch as usize,
-        settings.nodata,
-    )?;
+    let (list, plan) = ScenePlan::from_settings(settings)?;
     if list.many {
         std::fs::create_dir_all(&output).map_err(|e| geosr::Error::io(&output, e))?;
     }
