@@ -13,33 +13,31 @@ pub fn init(stage: &str, log_dir: &Path) -> Option<std::path::PathBuf> {
     crate::telemetry::init(stage, Some(log_dir))
 }
 
-/// For stages that move big tile buffers around without libtorch (ingest, degrade, upscale,
-/// writer): pins glibc's mmap threshold at 1 MiB (the libtorch stages do the opposite, see
-/// [`keep_freed_memory`]).
+/// For the GeoTIFF writer, evaluate and degrade: pins glibc's mmap threshold at 1 MiB, so that
+/// the big tile buffers they free go back to the system instead of staying in the heap.
 ///
-/// Tile batches are tens of MB. glibc raises its mmap threshold each time such a block is
-/// freed, after which new ones come from the heap and freed ones are not returned: the writer
-/// node measured 824 MB peak RSS that way against 477 MB with the threshold pinned (2041×1860
-/// scene ×4, `graphs/upscale-classic.yml`). Not for libtorch stages: their activations would
-/// then be fresh zeroed pages on every allocation, which measured 46 tiles/s of training
-/// against 82 tiles/s without it.
+/// glibc raises its mmap threshold each time such a block is freed, after which new ones come
+/// from the heap and freed ones are not returned: the writer's peak RSS then grows well past
+/// what its tile row needs (BENCHMARKS.md, "Region scale"). Not for libtorch stages: their
+/// activations would become fresh zeroed pages on every allocation (see [`keep_freed_memory`]).
 pub fn pin_mmap_threshold() {
-    // SAFETY: mallopt only sets an allocator parameter; called at start-up before other threads.
+    // SAFETY: mallopt only sets an allocator parameter, under glibc's own lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 
-/// For the training stages that run libtorch (unet-train, vgg-loss, pixel-loss, the in-process
-/// trainer): keeps freed memory in the process for the next step instead of handing it back.
+/// For the stages that allocate and free the same large buffers again and again: the libtorch
+/// stages (unet-train, vgg-loss, pixel-loss, the in-process trainer), and tile-ingest and upscale,
+/// whose batches are the same size every time. Keeps freed memory in the process for the next
+/// step instead of handing it back.
 ///
-/// Every training step allocates and frees the same large activation tensors (VGG-16 features of
-/// a batch are tens of MB). With glibc's defaults those come from fresh `mmap`s or a trimmed
-/// heap, so each step pays page faults to zero them again: the perceptual loss took 172 ms a step
-/// that way and 117 ms with the memory kept (one process, 2 cores, batch 16 of 64² chips). The
-/// price is that the process keeps its peak working set resident.
+/// With glibc's defaults those buffers come from fresh `mmap`s or a trimmed heap, so each step
+/// pays page faults to zero them again (BENCHMARKS.md measures the cost for the perceptual loss
+/// and for the region-scale graphs). The price is that the process keeps its peak working set
+/// resident.
 pub fn keep_freed_memory() {
-    // SAFETY: mallopt only sets allocator parameters; called at start-up before other threads.
+    // SAFETY: mallopt only sets allocator parameters, under glibc's own lock.
     unsafe {
         if libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20) == 0 {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20); // the most some glibc builds take
