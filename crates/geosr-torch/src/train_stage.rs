@@ -747,7 +747,7 @@ impl Run {
             |p| trainer.adam.save(p),
             keep,
         )?;
-        // The inference graph's default engine reads the ONNX export beside the weights.
+        // The ONNX export beside the weights, for `engine: ort` and other tools.
         crate::onnx::export_unet(
             trainer.net.config(),
             &trainer.vs.variables(),
