@@ -13,13 +13,10 @@ pub fn init(stage: &str, log_dir: &Path) -> Option<std::path::PathBuf> {
     crate::telemetry::init(stage, Some(log_dir))
 }
 
-/// For the GeoTIFF writer, evaluate and degrade: pins glibc's mmap threshold at 1 MiB, so that
-/// the big tile buffers they free go back to the system instead of staying in the heap.
-///
-/// glibc raises its mmap threshold each time such a block is freed, after which new ones come
-/// from the heap and freed ones are not returned: the writer's peak RSS then grows well past
-/// what its tile row needs (BENCHMARKS.md, "Region scale"). Not for libtorch stages: their
-/// activations would become fresh zeroed pages on every allocation (see [`keep_freed_memory`]).
+/// For evaluate and degrade: pins glibc's mmap threshold at 1 MiB, so that the big tile buffers
+/// they free go back to the system instead of staying in the heap, which keeps their peak RSS
+/// near what they hold. The price is fresh, zeroed pages for every buffer; the stages on the
+/// region-scale path take the other side of that trade (see [`keep_freed_memory`]).
 pub fn pin_mmap_threshold() {
     // SAFETY: mallopt only sets an allocator parameter, under glibc's own lock.
     unsafe {
@@ -28,9 +25,9 @@ pub fn pin_mmap_threshold() {
 }
 
 /// For the stages that allocate and free the same large buffers again and again: the libtorch
-/// stages (unet-train, vgg-loss, pixel-loss, the in-process trainer), and tile-ingest and upscale,
-/// whose batches are the same size every time. Keeps freed memory in the process for the next
-/// step instead of handing it back.
+/// stages (unet-train, vgg-loss, pixel-loss, the in-process trainer), and tile-ingest, upscale
+/// and geotiff-writer, whose batches are the same size every time. Keeps freed memory in the
+/// process for the next step instead of handing it back.
 ///
 /// With glibc's defaults those buffers come from fresh `mmap`s or a trimmed heap, so each step
 /// pays page faults to zero them again (BENCHMARKS.md measures the cost for the perceptual loss

@@ -15,13 +15,22 @@ fn main() -> eyre::Result<()> {
         eyre::eyre!("usage: upscale_raster <input.tif> <output.tif> <bilinear|bicubic|lanczos>")
     })?;
     let method: Resampler = method.parse().map_err(|e| eyre::eyre!("method: {e}"))?;
-    let (factor, tile, overlap) = (4, 128, 8);
+    // The graph's defaults: tiles, overlap, batch and creation options.
+    let s = geosr::settings::Settings::default();
+    let factor = 4;
     let (input, output) = (PathBuf::from(input), PathBuf::from(output));
-    let plan = ScanPlan::new(&input, None, tile, overlap, 8, None)?;
+    let plan = ScanPlan::new(
+        &input,
+        None,
+        s.infer_tile,
+        s.overlap,
+        s.infer_batch as usize,
+        None,
+    )?;
     let opts = MosaicOptions {
-        creation_options: vec!["TILED=YES".into(), "COMPRESS=DEFLATE".into()],
-        format: geosr::settings::OutputFormat::GTiff,
-        overlap,
+        creation_options: s.creation_option_list(),
+        format: s.output_format,
+        overlap: s.overlap,
     };
     let mut mosaic = Mosaic::create(&input, &output, factor, opts)?;
     for i in 0..plan.batches() {

@@ -9,7 +9,7 @@ const STAGE: &str = "geotiff-writer";
 fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (mut node, mut inbox, settings) = geosr::node::start(STAGE)?;
-        geosr::stage::pin_mmap_threshold();
+        geosr::stage::keep_freed_memory();
         geosr::stage::init(STAGE, &settings.log_dir);
         let started = Instant::now();
         // The tile counts are written whatever the outcome: they show where tiles stopped.
