@@ -539,6 +539,9 @@ fn operators_run_in_the_dora_runtime() {
     assert_eq!(read(&folder.join("first.tif")), read(&outs[0]));
     let second = geosr_raster::raster::RasterSource::open(&folder.join("second.tif"), &[]).unwrap();
     assert_eq!((second.info.width, second.info.height), (144, 80));
+    // Both scenes share a CRS: one VRT opens them as one layer (they overlap at the origin).
+    let vrt = geosr_raster::raster::RasterSource::open(&folder.join("scenes.vrt"), &[]).unwrap();
+    assert_eq!((vrt.info.width, vrt.info.height), (320, 256));
     let before = std::fs::metadata(folder.join("first.tif"))
         .unwrap()
         .modified()

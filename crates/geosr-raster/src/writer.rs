@@ -193,6 +193,19 @@ pub fn write_super_resolved(
         }
     }
     written.overtaking = window.overtaking();
+    if list.many {
+        let mut outputs: Vec<PathBuf> = written.paths.clone();
+        outputs.extend(list.complete.iter().map(|s| s.output.clone()));
+        outputs.sort();
+        // The VRT is a convenience: a failure to make one is a warning, never a failed run.
+        match write_vrt(&output.join(SCENES_VRT), &outputs) {
+            Ok(Some(vrt)) => {
+                tracing::info!(vrt = %vrt.display(), scenes = outputs.len(), "VRT of the outputs")
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e.full_text(), "no VRT of the outputs"),
+        }
+    }
     if !plan.failed.is_empty() {
         let names: Vec<String> = plan
             .failed
@@ -211,6 +224,42 @@ pub fn write_super_resolved(
         eyre::bail!("no scene to write");
     }
     Ok(written)
+}
+
+/// The VRT a run of several scenes writes beside their outputs, for opening them as one layer.
+pub const SCENES_VRT: &str = "scenes.vrt";
+
+/// Writes a VRT of `outputs` at `path` (atomically) when they share a CRS, band count and data
+/// type; `None`, with a warning, when they do not (they are then opened one by one).
+pub fn write_vrt(path: &Path, outputs: &[PathBuf]) -> geosr::Result<Option<PathBuf>> {
+    if outputs.is_empty() {
+        return Ok(None);
+    }
+    let mut datasets = Vec::with_capacity(outputs.len());
+    let mut first: Option<(String, usize, String)> = None;
+    for p in outputs {
+        let info = crate::raster::RasterSource::open(p, &[])?.info;
+        let key = (info.crs.clone(), info.bands.len(), info.data_type.clone());
+        match &first {
+            None => first = Some(key),
+            Some(f) if *f != key => {
+                tracing::warn!(
+                    first = %outputs[0].display(),
+                    other = %p.display(),
+                    "no VRT of the outputs: they differ in CRS, band count or data type"
+                );
+                return Ok(None);
+            }
+            Some(_) => {}
+        }
+        datasets
+            .push(gdal::Dataset::open(p).map_err(|e| geosr::Error::raster_caused(p, "GDAL", e))?);
+    }
+    let pending = geosr::atomic::PendingFile::new(path, ".vrt")?;
+    crate::gdal_errors::checked(path, "writing the VRT", || {
+        gdal::programs::raster::build_vrt(Some(pending.path()), &datasets, None).map(drop)
+    })?;
+    pending.commit().map(Some)
 }
 
 /// The mosaic for the raster the first batch comes from, at the factor its tiles' grids show.

@@ -252,3 +252,33 @@ fn evaluate_joins_the_parts_of_each_batch() {
             > methods["nearest"]["psnr_mean"].as_f64().unwrap()
     );
 }
+
+/// The VRT of a run's outputs: one layer when they share a CRS, none (not an error) when not.
+#[test]
+fn a_vrt_joins_outputs_that_share_a_crs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a.tif"),
+        dir.path().join("b.tif"),
+        dir.path().join("c.tif"),
+    );
+    uint16_scene(&a, 3, 40, 24);
+    uint16_scene(&b, 3, 24, 40);
+    let wgs84 = gdal::spatial_ref::SpatialRef::from_epsg(4326)
+        .unwrap()
+        .to_wkt()
+        .unwrap();
+    let px = pattern(3, 8, 8, 10_000.0, 2_000.0);
+    geosr_raster::raster::write_geotiff::<u16>(&c, 3, 8, 8, &px, GT, &wgs84, None).unwrap();
+    let vrt = dir.path().join("scenes.vrt");
+    let written = geosr_raster::writer::write_vrt(&vrt, &[a.clone(), b.clone()]).unwrap();
+    assert_eq!(written.as_deref(), Some(vrt.as_path()));
+    let info = RasterSource::open(&vrt, &[]).unwrap().info;
+    assert_eq!((info.width, info.height, info.bands.len()), (40, 40, 3));
+    let other = dir.path().join("mixed.vrt");
+    assert_eq!(
+        geosr_raster::writer::write_vrt(&other, &[a, c]).unwrap(),
+        None
+    );
+    assert!(!other.exists());
+}
