@@ -25,6 +25,11 @@ pub struct RasterSource {
 }
 
 impl RasterSource {
+    /// The GDAL dataset underneath (for GDAL utilities such as building a VRT).
+    pub fn dataset(&self) -> &Dataset {
+        &self.dataset
+    }
+
     /// Opens `path` and checks that `bands` (1-based; empty = all) exist.
     pub fn open(path: &Path, bands: &[u32]) -> Result<Self> {
         crate::gdal_errors::setup();

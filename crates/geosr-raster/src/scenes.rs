@@ -82,14 +82,6 @@ impl SceneList {
         }
         Ok(list)
     }
-
-    /// The output of the scene read from `input`.
-    pub fn output_of(&self, input: &str) -> Option<&Path> {
-        self.todo
-            .iter()
-            .find(|s| s.input.as_os_str() == input)
-            .map(|s| s.output.as_path())
-    }
 }
 
 /// The rasters `input` names, and whether it named a set (folder, glob, list) rather than one

@@ -235,26 +235,30 @@ pub fn write_vrt(path: &Path, outputs: &[PathBuf]) -> geosr::Result<Option<PathB
     if outputs.is_empty() {
         return Ok(None);
     }
-    let mut datasets = Vec::with_capacity(outputs.len());
-    let mut first: Option<(String, usize, String)> = None;
-    for p in outputs {
-        let info = crate::raster::RasterSource::open(p, &[])?.info;
-        let key = (info.crs.clone(), info.bands.len(), info.data_type.clone());
-        match &first {
-            None => first = Some(key),
-            Some(f) if *f != key => {
-                tracing::warn!(
-                    first = %outputs[0].display(),
-                    other = %p.display(),
-                    "no VRT of the outputs: they differ in CRS, band count or data type"
-                );
-                return Ok(None);
-            }
-            Some(_) => {}
-        }
-        datasets
-            .push(gdal::Dataset::open(p).map_err(|e| geosr::Error::raster_caused(p, "GDAL", e))?);
+    let sources: Vec<crate::raster::RasterSource> = outputs
+        .iter()
+        .map(|p| crate::raster::RasterSource::open(p, &[]))
+        .collect::<geosr::Result<_>>()?;
+    let key = |s: &crate::raster::RasterSource| {
+        (
+            s.info.crs.clone(),
+            s.info.bands.len(),
+            s.info.data_type.clone(),
+        )
+    };
+    if let Some((i, _)) = sources
+        .iter()
+        .enumerate()
+        .find(|(_, s)| key(s) != key(&sources[0]))
+    {
+        tracing::warn!(
+            first = %outputs[0].display(),
+            other = %outputs[i].display(),
+            "no VRT of the outputs: they differ in CRS, band count or data type"
+        );
+        return Ok(None);
     }
+    let datasets: Vec<&gdal::Dataset> = sources.iter().map(|s| s.dataset()).collect();
     let pending = geosr::atomic::PendingFile::new(path, ".vrt")?;
     crate::gdal_errors::checked(path, "writing the VRT", || {
         gdal::programs::raster::build_vrt(Some(pending.path()), &datasets, None).map(drop)

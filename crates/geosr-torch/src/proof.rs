@@ -9,7 +9,7 @@
 //! Chips are cut from the crop at seeded positions and degraded with libtorch's antialiased
 //! bilinear resize, as the PyTorch reference does, so that both train on the same kind of data.
 use crate::loss::{loss_and_grad, LossFn, PerceptualLoss};
-use crate::tensor::cuda_device;
+use crate::tensor::{cuda_device, device_name};
 use crate::train::Trainer;
 use crate::unet::{UNet, UNetConfig};
 use geosr::error::{Error, Result};
@@ -322,10 +322,6 @@ impl Run {
     }
 }
 
-fn device_label(d: Device) -> String {
-    crate::tensor::device_name(d)
-}
-
 /// Runs the proof: on CUDA when libtorch finds a device, with the CPU of the same host as the
 /// reference; without CUDA, the CPU half alone.
 pub fn run_proof(opts: &ProofOptions) -> Result<ProofReport> {
@@ -372,7 +368,7 @@ pub fn run_proof(opts: &ProofOptions) -> Result<ProofReport> {
         name: format!(
             "loss falls ({} steps on {})",
             steps,
-            device_label(main_device)
+            device_name(main_device)
         ),
         passed: Some(after < before),
         detail: format!(
@@ -413,7 +409,7 @@ pub fn run_proof(opts: &ProofOptions) -> Result<ProofReport> {
     };
     let (mp_s, out_main) = time_inference(net, &lr, main_device, repeats, out_mp);
     report.inference.push(InferTiming {
-        device: device_label(main_device),
+        device: device_name(main_device),
         mp_per_s: mp_s,
         batch: opts.infer_batch,
         lr_tile: opts.infer_tile,
@@ -456,7 +452,7 @@ fn timing_row(
     TrainTiming {
         config: cfg.clone(),
         parameters: cfg.parameters(3),
-        device: device_label(device),
+        device: device_name(device),
         steps,
         steps_per_s: timing.steps_per_s(),
         first_loss: losses.first().copied().unwrap_or(f64::NAN),
