@@ -16,6 +16,7 @@ pub mod gdal_errors;
 pub mod ingest;
 pub mod mosaic;
 pub mod raster;
+pub mod row_writer;
 pub mod scan;
 pub mod scenes;
 pub mod upscale;

@@ -9,8 +9,9 @@
 //! ([`crate::gdal_errors`]), and a failed run leaves nothing at the output path.
 use crate::gdal_errors::{checked, Watch};
 use crate::raster::RasterSource;
-use gdal::raster::{Buffer, RasterCreationOptions};
-use gdal::{Dataset, DriverManager};
+use crate::row_writer::RowWriter;
+use gdal::raster::RasterCreationOptions;
+use gdal::DriverManager;
 use geosr::atomic::PendingFile;
 use geosr::error::{Error, Result};
 use geosr::settings::OutputFormat;
@@ -33,7 +34,8 @@ pub struct Mosaic {
     out: PathBuf,
     /// The temporary file being written; removed if the mosaic is dropped unfinished.
     pending: Option<PendingFile>,
-    ds: Option<Dataset>,
+    /// Writes finished rows on its own thread (owns the dataset until [`Mosaic::finish`]).
+    writer: Option<RowWriter>,
     opts: MosaicOptions,
     factor: usize,
     bands: usize,
@@ -143,11 +145,13 @@ impl Mosaic {
             "Int32" => Some((-2147483648.0, 2147483647.0)),
             _ => None,
         };
+        // One block row of every band may wait for the writer thread.
+        let writer = RowWriter::start(ds, out, bands);
         Ok(Mosaic {
             src,
             out: out.to_path_buf(),
             pending: Some(pending),
-            ds: Some(ds),
+            writer: Some(writer),
             opts,
             factor,
             bands,
@@ -301,9 +305,9 @@ impl Mosaic {
             None => None,
         };
         let plane = src_w * (src_y1 - src_y0);
-        let ds = self.ds.as_ref().expect("open until finished");
-        let mut out = vec![0f32; n * w];
+        let writer = self.writer.as_mut().expect("open until finished");
         for b in 0..bands {
+            let mut out = writer.buffer(n * w);
             for r in 0..n {
                 let sy = (self.lo + r) / f - src_y0;
                 let sums = &self.sum[(r * bands + b) * w..][..w];
@@ -343,14 +347,7 @@ impl Mosaic {
                     }
                 }
             }
-            let mut band = ds.rasterband(b + 1).map_err(gdal_err(&self.out))?;
-            let doing = format!("writing rows {}..{}", self.lo, self.lo + n);
-            let data = std::mem::take(&mut out);
-            let mut buffer = Buffer::new((w, n), data);
-            checked(&self.out, &doing, || {
-                band.write((0, self.lo as isize), (w, n), &mut buffer)
-            })?;
-            out = buffer.into_shape_and_vec().1;
+            writer.write(b + 1, self.lo, (w, n), out)?;
         }
         // Drop the written rows from the buffers.
         let keep = self.rows - n;
@@ -378,7 +375,7 @@ impl Mosaic {
         // Declared in this order so that on an early return the dataset closes before the
         // temporary file is removed.
         let pending = self.pending.take().expect("pending until finished");
-        let mut ds = self.ds.take().expect("open until finished");
+        let mut ds = self.writer.take().expect("open until finished").finish()?;
         checked(&self.out, "flushing the output", || ds.flush_cache())?;
         let watch = Watch::start();
         if self.opts.format == OutputFormat::Cog {
@@ -431,7 +428,7 @@ impl Drop for Mosaic {
     /// An unfinished mosaic closes its dataset before its temporary file is removed (the
     /// [`PendingFile`] does that): nothing half-written stays behind.
     fn drop(&mut self) {
-        self.ds = None;
+        self.writer = None;
         self.pending = None;
     }
 }

@@ -61,6 +61,49 @@ impl Progress {
     }
 }
 
+/// A scene whose last tiles are in, being finished on a thread of its own (its last rows
+/// compressed, the file closed and renamed into place) while the next scene's tiles are
+/// blended: the end of one scene and the start of the next keep the cores busy together.
+/// Dropped unfinished (the run failed), it still waits for the thread, so the scene's file is
+/// either in place or removed before the stage exits.
+struct Finishing {
+    thread: Option<std::thread::JoinHandle<geosr::Result<PathBuf>>>,
+    megapixels: f64,
+}
+
+impl Finishing {
+    fn start(mosaic: Mosaic) -> Self {
+        let megapixels = mosaic.output_megapixels();
+        let thread = std::thread::Builder::new()
+            .name("geosr-finish-scene".into())
+            .spawn(move || mosaic.finish())
+            .expect("spawning a thread");
+        Finishing {
+            thread: Some(thread),
+            megapixels,
+        }
+    }
+
+    /// Waits until the file is in place and counts it as written.
+    fn wait(mut self, progress: &mut Progress, written: &mut Written) -> eyre::Result<()> {
+        let thread = self.thread.take().expect("joined once");
+        let path = thread
+            .join()
+            .map_err(|_| eyre::eyre!("the thread finishing a scene panicked"))??;
+        progress.scene_done(self.megapixels, &path);
+        written.paths.push(path);
+        Ok(())
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// Requests every batch of every scene still to do, mosaics the replies scene by scene and
 /// renames each output into place when it is complete. Any failure (a peer that ended, a wait
 /// that ran out, a GDAL error) leaves nothing at the output path of the scene being written;
@@ -97,8 +140,9 @@ pub fn write_super_resolved(
         scenes: plan.scenes.len(),
     };
     let mut window = CreditWindow::new(settings.prefetch as u64);
-    // The scene being written and its mosaic.
+    // The scene being written and its mosaic, and the one before it being finished.
     let mut current: Option<(usize, Mosaic)> = None;
+    let mut finishing: Option<Finishing> = None;
     // One `sr…` input per inference worker.
     let mut sources: Vec<String> = inbox
         .input_ids()
@@ -159,10 +203,10 @@ pub fn write_super_resolved(
                     if index == plan.last_batch_of(k) {
                         let (_, m) = current.take().expect("opened above");
                         written.tiles += m.tiles_written;
-                        let mp = m.output_megapixels();
-                        let path = m.finish()?;
-                        progress.scene_done(mp, &path);
-                        written.paths.push(path);
+                        if let Some(previous) = finishing.take() {
+                            previous.wait(&mut progress, &mut written)?;
+                        }
+                        finishing = Some(Finishing::start(m));
                     }
                     let d = window.delivered();
                     if d.is_multiple_of(10) || window.done() {
@@ -191,6 +235,9 @@ pub fn write_super_resolved(
                 }
             }
         }
+    }
+    if let Some(last) = finishing.take() {
+        last.wait(&mut progress, &mut written)?;
     }
     written.overtaking = window.overtaking();
     if list.many {

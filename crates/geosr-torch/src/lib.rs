@@ -19,5 +19,6 @@ pub mod unet;
 pub mod vgg;
 
 pub use tensor::{
-    cuda_device, device_name, shape_text, tensor_values, SettingsTorch, TileTensors, TorchResult,
+    cuda_device, device_name, passive_openmp_wait, shape_text, tensor_values, SettingsTorch,
+    TileTensors, TorchResult,
 };

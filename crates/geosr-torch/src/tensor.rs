@@ -77,6 +77,32 @@ impl SettingsTorch for Settings {
     }
 }
 
+/// Makes libtorch's idle OpenMP threads sleep rather than spin, unless the user chose.
+///
+/// libgomp, libtorch's OpenMP, lets idle threads spin for a while after each parallel region,
+/// and reads its wait policy only once, when it is loaded, before `main`. In a stage that shares
+/// its cores with other processes (the writer's compression threads in inference) the spinning
+/// takes the CPU they need. So when `OMP_WAIT_POLICY` is unset, this re-executes the running
+/// binary with `OMP_WAIT_POLICY=passive` (same arguments, same process id); call it first
+/// thing in `main`. If re-executing fails, the stage carries on as it is.
+pub fn passive_openmp_wait() {
+    use std::os::unix::process::CommandExt;
+    const KEY: &str = "OMP_WAIT_POLICY";
+    if std::env::var_os(KEY).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(exe);
+    if let Some(arg0) = args.next() {
+        command.arg0(arg0);
+    }
+    // `exec` returns only when it failed; then the threads spin, which is slower, not wrong.
+    let _ = command.args(args).env(KEY, "passive").exec();
+}
+
 /// The first CUDA device, or why there is none.
 ///
 /// libtorch's CUDA half (`libtorch_cuda.so`) registers itself when it is loaded, and the

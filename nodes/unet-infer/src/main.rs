@@ -9,6 +9,8 @@ use std::process::ExitCode;
 const STAGE: &str = "unet-infer";
 
 fn main() -> ExitCode {
+    // Inference shares the cores with the writer's compression threads.
+    geosr_torch::passive_openmp_wait();
     geosr::node::run(STAGE, || {
         let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::init(STAGE, &settings.log_dir);
