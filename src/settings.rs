@@ -247,6 +247,9 @@ pub struct Settings {
     pub preview_size: u32,
     /// GDAL creation options, comma-separated.
     pub creation_options: String,
+    /// Write the no-reference consistency report beside each output (`<name>.report.json` and
+    /// `.md`): default on when a model is given, off for classic upscaling.
+    pub consistency_report: Option<bool>,
 
     // --- runs and devices ---
     /// Where a training run writes its model, card, metrics and logs.
@@ -325,6 +328,7 @@ impl Default for Settings {
             preview_crops: 3,
             preview_size: 128,
             creation_options: "TILED=YES,COMPRESS=DEFLATE,PREDICTOR=2,BIGTIFF=IF_SAFER".into(),
+            consistency_report: None,
             run_dir: root.join("runs/train"),
             log_dir: root.join("runs/logs"),
             model: None,

@@ -31,6 +31,7 @@ fn main() -> eyre::Result<()> {
         creation_options: s.creation_option_list(),
         format: s.output_format,
         overlap: s.overlap,
+        consistency: None,
     };
     let mut mosaic = Mosaic::create(&input, &output, factor, opts)?;
     for i in 0..plan.batches() {

@@ -305,6 +305,7 @@ pub fn run(mut node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Re
             format: geosr::settings::OutputFormat::GTiff,
             // Tiles are on the HR grid here, so the overlap is in HR pixels.
             overlap: settings.overlap * card.downsample_factor,
+            consistency: None,
         },
         current: None,
         done: Vec::new(),

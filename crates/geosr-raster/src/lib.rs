@@ -9,6 +9,7 @@
 //! `upscale`, `geotiff-writer`, `evaluate`) link it; the network stages do not, so they run
 //! without GDAL.
 pub mod chips;
+pub mod consistency;
 pub mod degrade;
 pub mod evaluate;
 pub mod evaluate_stage;

@@ -7,6 +7,8 @@
 //! temporary file beside the final path and is renamed into place only when complete (see
 //! [`geosr::atomic`]); every GDAL failure while writing, flushing or closing is an error
 //! ([`crate::gdal_errors`]), and a failed run leaves nothing at the output path.
+use crate::consistency::{Consistency, ConsistencyReport};
+use crate::evaluate::ValidRule;
 use crate::gdal_errors::{checked, Watch};
 use crate::raster::RasterSource;
 use crate::row_writer::RowWriter;
@@ -26,6 +28,29 @@ pub struct MosaicOptions {
     pub format: OutputFormat,
     /// LR pixels of overlap between neighbouring tiles (the feathering width is factor × this).
     pub overlap: u32,
+    /// Write the no-reference consistency report beside the output ([`crate::consistency`]),
+    /// degrading the output back this way.
+    pub consistency: Option<ConsistencySpec>,
+}
+
+/// How the consistency report brings the output back to the input's resolution: the model's
+/// degradation (its deterministic part).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConsistencySpec {
+    pub antialias: bool,
+    pub blur_sigma: f64,
+}
+
+/// Tiles named in the consistency report as the ones to look at.
+const WORST_TILES: usize = 10;
+
+/// Where the consistency report of `output` goes: `<output without extension>.report.<ext>`.
+pub fn report_path(output: &Path, ext: &str) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    output.with_file_name(format!("{stem}.report.{ext}"))
 }
 
 /// The output being assembled.
@@ -53,6 +78,11 @@ pub struct Mosaic {
     pub tiles_written: usize,
     /// Rows per block of the output file.
     block_rows: usize,
+    /// The no-reference report being gathered, when asked for.
+    consistency: Option<Consistency>,
+    valid: ValidRule,
+    /// Input pixels already in the report, one bit each (empty without a report).
+    counted: Vec<u64>,
 }
 
 fn gdal_err(path: &Path) -> impl Fn(gdal::errors::GdalError) -> Error + '_ {
@@ -147,6 +177,14 @@ impl Mosaic {
         };
         // One block row of every band may wait for the writer thread.
         let writer = RowWriter::start(ds, out, bands);
+        let consistency = opts
+            .consistency
+            .map(|c| Consistency::new(bands, factor, c.antialias, c.blur_sigma, WORST_TILES));
+        let valid = ValidRule::for_raster(&src.info, None);
+        let counted = match consistency {
+            Some(_) => vec![0; (info.width * info.height).div_ceil(64)],
+            None => Vec::new(),
+        };
         Ok(Mosaic {
             src,
             out: out.to_path_buf(),
@@ -165,6 +203,9 @@ impl Mosaic {
             rows: 0,
             tiles_written: 0,
             block_rows,
+            counted,
+            consistency,
+            valid,
         })
     }
 
@@ -269,6 +310,49 @@ impl Mosaic {
                         };
                     }
                 }
+            }
+            if let Some(c) = self.consistency.as_mut() {
+                // The LR the tile was made from, and the part of the tile no neighbour shares
+                // more of (half of each overlap): each LR pixel counts once, away from tile edges.
+                let lr = self
+                    .src
+                    .read_window(x as u32, y as u32, w as u32, h as u32)?;
+                let mut count = self.valid.mask(&lr, bands, w * h);
+                let mut sr = Vec::with_capacity(bands * vh * vw);
+                for b in 0..bands {
+                    let (scale, offset) = (batch.band_scale[b], batch.band_offset[b]);
+                    for ty in 0..vh {
+                        let row = &px[b * th * tw + ty * tw..][..vw];
+                        sr.extend(row.iter().map(|v| v * scale + offset));
+                    }
+                }
+                let o = self.opts.overlap as usize;
+                let (src_w, src_h) = (self.src.info.width, self.src.info.height);
+                let x0 = if x > 0 { o / 2 } else { 0 };
+                let y0 = if y > 0 { o / 2 } else { 0 };
+                let x1 = if x + w < src_w {
+                    w.saturating_sub(o - o / 2)
+                } else {
+                    w
+                };
+                let y1 = if y + h < src_h {
+                    h.saturating_sub(o - o / 2)
+                } else {
+                    h
+                };
+                // Where tiles overlap by more than the setting (the last of a row or column is
+                // moved back to end at the edge), the first tile counts the shared pixels.
+                for (i, flag) in count.iter_mut().enumerate() {
+                    let (tx, ty) = (i % w, i / w);
+                    let own = (x0..x1).contains(&tx) && (y0..y1).contains(&ty);
+                    let g = (y + ty) * src_w + x + tx;
+                    let seen = (self.counted[g / 64] >> (g % 64)) & 1 == 1;
+                    *flag = *flag && own && !seen;
+                    if *flag {
+                        self.counted[g / 64] |= 1 << (g % 64);
+                    }
+                }
+                c.add_tile(&sr, &lr, &count, (w, h), (0, w, 0, h), t.window);
             }
             self.tiles_written += 1;
         }
@@ -393,11 +477,48 @@ impl Mosaic {
             drop(ds);
             watch.check(&self.out, "closing the output")?;
             drop(pending);
-            return cog.commit();
+            let reports = self.write_report()?;
+            return cog.commit().inspect_err(|_| {
+                reports.iter().for_each(|r| drop(std::fs::remove_file(r)));
+            });
         }
         drop(ds); // closes the GeoTIFF: its last blocks and directory are written here
         watch.check(&self.out, "closing the output")?;
-        pending.commit()
+        let reports = self.write_report()?;
+        pending.commit().inspect_err(|_| {
+            reports.iter().for_each(|r| drop(std::fs::remove_file(r)));
+        })
+    }
+
+    /// The consistency report gathered so far, if one was asked for.
+    pub fn consistency_report(&self) -> Option<ConsistencyReport> {
+        let c = self.consistency.as_ref()?;
+        Some(c.report(self.src.info.geotransform))
+    }
+
+    /// Writes the consistency report (JSON and Markdown) beside the output, each atomically;
+    /// returns the files written.
+    fn write_report(&self) -> Result<Vec<PathBuf>> {
+        let Some(report) = self.consistency_report() else {
+            return Ok(Vec::new());
+        };
+        let input = self.src.info.path.display().to_string();
+        let json = serde_json::json!({
+            "input": input,
+            "output": self.out.display().to_string(),
+            "factor": self.factor,
+            "consistency": report,
+        });
+        let md = report.markdown(
+            &input,
+            &self.out.display().to_string(),
+            &self.src.info.colour,
+        );
+        let (json_path, md_path) = (report_path(&self.out, "json"), report_path(&self.out, "md"));
+        let text = serde_json::to_string_pretty(&json).expect("the report serialises") + "\n";
+        geosr::atomic::write_atomic(&json_path, text.as_bytes())?;
+        geosr::atomic::write_atomic(&md_path, md.as_bytes())?;
+        Ok(vec![json_path, md_path])
     }
 }
 

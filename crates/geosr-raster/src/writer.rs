@@ -2,7 +2,7 @@
 //! versions in index order whatever order they arrive in, blends them into a [`Mosaic`] per
 //! scene and puts each file in place when it is complete ([`crate::scenes`] for runs of many
 //! scenes).
-use crate::mosaic::{Mosaic, MosaicOptions};
+use crate::mosaic::{ConsistencySpec, Mosaic, MosaicOptions};
 use dora_node_api::DoraNode;
 use geosr::flow::{CreditWindow, Request, TileCounts};
 use geosr::node::{Inbox, Next};
@@ -123,6 +123,7 @@ pub fn write_super_resolved(
         creation_options: settings.creation_option_list(),
         format: settings.output_format,
         overlap: settings.overlap,
+        consistency: consistency_spec(settings)?,
     };
     let (list, plan) = ScenePlan::from_settings(settings)?;
     if list.many {
@@ -271,6 +272,29 @@ pub fn write_super_resolved(
         eyre::bail!("no scene to write");
     }
     Ok(written)
+}
+
+/// How the consistency report degrades the output back, if one is written: with the model's
+/// degradation in inference (on unless `consistency_report: false`), with the settings' when a
+/// classic graph asks for it (`consistency_report: true`).
+fn consistency_spec(settings: &Settings) -> eyre::Result<Option<ConsistencySpec>> {
+    let on = settings
+        .consistency_report
+        .unwrap_or(settings.model.is_some());
+    if !on {
+        return Ok(None);
+    }
+    let card = match &settings.model {
+        Some(model) => Some(geosr::card::read_record::<geosr::card::ModelCard>(
+            &model.join("model.json"),
+        )?),
+        None => None,
+    };
+    let d = geosr::card::Degradation::for_stage(settings, card.as_ref());
+    Ok(Some(ConsistencySpec {
+        antialias: d.spec.antialias,
+        blur_sigma: d.spec.blur_sigma,
+    }))
 }
 
 /// The VRT a run of several scenes writes beside their outputs, for opening them as one layer.

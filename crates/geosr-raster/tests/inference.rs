@@ -13,6 +13,7 @@ fn opts(overlap: u32) -> MosaicOptions {
         creation_options: vec!["TILED=YES".into(), "COMPRESS=DEFLATE".into()],
         format: geosr::settings::OutputFormat::GTiff,
         overlap,
+        consistency: None,
     }
 }
 

@@ -282,3 +282,93 @@ fn a_vrt_joins_outputs_that_share_a_crs() {
     );
     assert!(!other.exists());
 }
+
+/// Inference with a model writes the no-reference report beside the output: bicubic SR tiles
+/// add no detail over bicubic and stay close to the input; the same tiles shifted by +50 show
+/// that as the bias. `consistency_report: false` writes none.
+#[test]
+fn geotiff_writer_reports_consistency_without_a_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let lr = dir.path().join("lr.tif");
+    uint16_scene(&lr, 3, 64, 48);
+    let run = dir.path().join("run");
+    model(&run);
+    let plan = ScanPlan::new(&lr, None, 16, 2, 2, None).unwrap();
+    let write = |shift: f32, report: Option<bool>, out: &Path| {
+        let settings = Settings {
+            input: lr.clone(),
+            output: Some(out.to_path_buf()),
+            model: Some(run.clone()),
+            infer_tile: 16,
+            overlap: 2,
+            infer_batch: 2,
+            prefetch: 8,
+            consistency_report: report,
+            log_dir: dir.path().join("logs"),
+            ..Settings::default()
+        };
+        let mut rec = Recording::new(&dir.path().join(format!("inputs-{shift}-{report:?}")));
+        for i in 0..plan.batches() {
+            let mut sr = upscale_batch(&plan.batch(i).unwrap(), 2, Resampler::Bicubic).unwrap();
+            let per_band = sr.tile_len() / sr.bands;
+            for (k, v) in sr.pixels.iter_mut().enumerate() {
+                *v += shift / sr.band_scale[(k / per_band) % sr.bands];
+            }
+            rec.input(0.1 + 0.05 * i as f64, "sr", sr.to_arrow().unwrap());
+        }
+        let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
+        let (result, _) = rec.run(
+            &[("sr", "unet-infer/sr")],
+            &settings,
+            |mut node, mut inbox| {
+                geosr_raster::writer::write_super_resolved(
+                    &mut node,
+                    &mut inbox,
+                    &settings,
+                    &mut counts,
+                )
+                .map(drop)
+            },
+        );
+        result.unwrap();
+    };
+    let report = |out: &Path| -> serde_json::Value {
+        let path = geosr_raster::mosaic::report_path(out, "json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+
+    let plain = dir.path().join("plain.tif");
+    write(0.0, None, &plain);
+    let r = report(&plain);
+    assert!(geosr_raster::mosaic::report_path(&plain, "md").is_file());
+    let bands = r["consistency"]["bands"].as_array().unwrap();
+    assert_eq!(bands.len(), 3);
+    for b in bands {
+        assert!(
+            (b["detail_vs_bicubic"].as_f64().unwrap() - 1.0).abs() < 1e-6,
+            "{b}"
+        );
+        assert!(b["lr_psnr"].as_f64().unwrap() > 25.0, "{b}");
+        assert!(b["relative_bias"].as_f64().unwrap().abs() < 0.01, "{b}");
+    }
+    let worst = r["consistency"]["worst_tiles"].as_array().unwrap();
+    assert!(!worst.is_empty() && worst.len() <= 10);
+    assert_eq!(r["consistency"]["lr_pixels"].as_u64().unwrap(), 64 * 48);
+
+    let shifted = dir.path().join("shifted.tif");
+    write(50.0, None, &shifted);
+    for (b, p) in report(&shifted)["consistency"]["bands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(bands)
+    {
+        let d = b["bias"].as_f64().unwrap() - p["bias"].as_f64().unwrap();
+        assert!((d - 50.0).abs() < 0.5, "bias moved by {d}");
+    }
+
+    let quiet = dir.path().join("quiet.tif");
+    write(0.0, Some(false), &quiet);
+    assert!(quiet.is_file());
+    assert!(!geosr_raster::mosaic::report_path(&quiet, "json").exists());
+}
