@@ -76,7 +76,40 @@ pub struct MethodScores {
     /// Mean VGG feature distance over the tiles without nodata (from `vgg-loss`), when measured.
     pub vgg_distance: Option<f64>,
     pub vgg_tiles: usize,
+    /// Mean of prediction − HR per band, native units.
+    #[serde(default)]
+    pub bias: Vec<f64>,
+    /// `bias` over the HR band's mean.
+    #[serde(default)]
+    pub relative_bias: Vec<f64>,
+    /// Mean spectral angle (degrees) between the prediction's and the HR's band vectors, over
+    /// pixels where both are non-zero; `None` for single-band rasters.
+    #[serde(default)]
+    pub sam_degrees: Option<f64>,
+    /// Where the method moved away from bicubic, and which way ([`DetailSplit`]); `None` for
+    /// bicubic itself or without a bicubic method to compare with.
+    #[serde(default)]
+    pub detail_split: Option<DetailSplit>,
 }
+
+/// Shares of the compared pixels by what a method did against bicubic upscaling of the same
+/// LR, in the spirit of opensr-test. With band vectors `sr`, `hr` and `bicubic` at a pixel,
+/// `a = |sr − hr|` (the method's error), `t = |bicubic − hr|` (bicubic's error) and a tolerance
+/// `ε` = 1 % of the norm of the bands' data ranges:
+/// - **improvement**: `a < t − ε`, nearer the truth than bicubic;
+/// - **hallucination**: `a > t + ε`, further from the truth than bicubic (detail that is not
+///   there, or that is wrong);
+/// - **omission**: otherwise, as near as bicubic (detail the HR holds was not added, or there
+///   was none to add).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DetailSplit {
+    pub improvement: f64,
+    pub omission: f64,
+    pub hallucination: f64,
+}
+
+/// The method the detail split compares with.
+const SPLIT_REFERENCE: &str = "bicubic";
 
 /// Every method compared with one HR raster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,6 +213,13 @@ pub fn compare_in_strips(
     let k = gaussian_window();
     let m = others.len();
     let mut sq = vec![vec![0f64; c]; m];
+    let mut err_sum = vec![vec![0f64; c]; m];
+    let mut hr_sum = vec![0f64; c];
+    let (mut sam_sum, mut sam_n) = (vec![0f64; m], vec![0u64; m]);
+    // Improvement, omission, hallucination counts against the split's reference method.
+    let mut split = vec![[0u64; 3]; m];
+    let reference = others.iter().position(|(n, _)| n == SPLIT_REFERENCE);
+    let eps = 0.01 * range.iter().map(|r| r * r).sum::<f64>().sqrt();
     let mut ssim_sum = vec![vec![0f64; c]; m];
     let mut windows = 0u64;
     for c0 in (0..h).step_by(rows) {
@@ -232,18 +272,63 @@ pub fn compare_in_strips(
                 })
             })
             .collect();
-        for (j, (_, p)) in others.iter().enumerate() {
-            let pr = p.read_window(0, in0 as u32, w as u32, hs as u32)?;
+        for b in 0..c {
+            let ap = &hr_px[b * plane..(b + 1) * plane];
+            hr_sum[b] += own
+                .clone()
+                .filter(|&i| mask[i])
+                .map(|i| ap[i] as f64)
+                .sum::<f64>();
+        }
+        let strips: Vec<Vec<f32>> = others
+            .iter()
+            .map(|(_, p)| p.read_window(0, in0 as u32, w as u32, hs as u32))
+            .collect::<Result<_>>()?;
+        for (j, pr) in strips.iter().enumerate() {
+            let reference = reference.filter(|&r| r != j).map(|r| &strips[r]);
+            for i in own.clone().filter(|&i| mask[i]) {
+                let (mut dot, mut na, mut np, mut err, mut reference_err) =
+                    (0.0, 0.0, 0.0, 0.0, 0.0);
+                for b in 0..c {
+                    let (a, p) = (hr_px[b * plane + i] as f64, pr[b * plane + i] as f64);
+                    dot += a * p;
+                    na += a * a;
+                    np += p * p;
+                    err += (p - a) * (p - a);
+                    if let Some(q) = reference {
+                        let q = q[b * plane + i] as f64;
+                        reference_err += (q - a) * (q - a);
+                    }
+                }
+                if c > 1 && na > 0.0 && np > 0.0 {
+                    let cos = dot / (na.sqrt() * np.sqrt());
+                    sam_sum[j] += cos.clamp(-1.0, 1.0).acos().to_degrees();
+                    sam_n[j] += 1;
+                }
+                if reference.is_some() {
+                    let (err, reference_err) = (err.sqrt(), reference_err.sqrt());
+                    let class = if err < reference_err - eps {
+                        0
+                    } else if err > reference_err + eps {
+                        2
+                    } else {
+                        1
+                    };
+                    split[j][class] += 1;
+                }
+            }
+        }
+        for (j, pr) in strips.iter().enumerate() {
             for b in 0..c {
                 let (ap, bp) = (
                     &hr_px[b * plane..(b + 1) * plane],
                     &pr[b * plane..(b + 1) * plane],
                 );
-                sq[j][b] += own
-                    .clone()
-                    .filter(|&i| mask[i])
-                    .map(|i| (ap[i] as f64 - bp[i] as f64).powi(2))
-                    .sum::<f64>();
+                for i in own.clone().filter(|&i| mask[i]) {
+                    let d = bp[i] as f64 - ap[i] as f64;
+                    sq[j][b] += d * d;
+                    err_sum[j][b] += d;
+                }
                 if let Some([ma, maa, a]) = &hr_stats[b] {
                     let bv: Vec<f64> = bp.iter().map(|v| *v as f64).collect();
                     let bb: Vec<f64> = bv.iter().map(|v| v * v).collect();
@@ -293,6 +378,21 @@ pub fn compare_in_strips(
                 ssim,
                 vgg_distance: None,
                 vgg_tiles: 0,
+                bias: err_sum[j].iter().map(|e| e / pixels as f64).collect(),
+                relative_bias: err_sum[j]
+                    .iter()
+                    .zip(&hr_sum)
+                    .map(|(e, h)| if *h != 0.0 { e / h } else { 0.0 })
+                    .collect(),
+                sam_degrees: (sam_n[j] > 0).then(|| sam_sum[j] / sam_n[j] as f64),
+                detail_split: (reference.is_some_and(|r| r != j)).then(|| {
+                    let [i, o, h] = split[j].map(|n| n as f64 / pixels as f64);
+                    DetailSplit {
+                        improvement: i,
+                        omission: o,
+                        hallucination: h,
+                    }
+                }),
             },
         );
     }
@@ -606,6 +706,35 @@ fn table(
     }
 }
 
+/// Radiometry of each method on one raster: bias per band, spectral angle, and what it did
+/// against bicubic.
+fn radiometry_table(md: &mut String, c: &RasterComparison) {
+    md.push_str(&format!(
+        "\nRadiometry: bias = mean(prediction − HR) per band, native units (relative to the HR band's          mean); SAM = mean spectral angle to the HR; improvement / omission / hallucination = shares of          the pixels nearer the HR than {SPLIT_REFERENCE} by more than 1 % of the data range, as near, or          further.\n\n| method | bias per band (relative) | SAM ° | improvement | omission | hallucination |\n|---|---|---:|---:|---:|---:|\n"
+    ));
+    for (name, m) in ordered(&c.methods) {
+        let bias: Vec<String> = m
+            .bias
+            .iter()
+            .zip(&m.relative_bias)
+            .map(|(b, r)| format!("{b:+.2} ({:+.3}%)", r * 100.0))
+            .collect();
+        let sam = m.sam_degrees.map_or("–".into(), |v| format!("{v:.3}"));
+        let split = m.detail_split.map_or("– | – | –".into(), |d| {
+            format!(
+                "{:.1}% | {:.1}% | {:.1}%",
+                d.improvement * 100.0,
+                d.omission * 100.0,
+                d.hallucination * 100.0
+            )
+        });
+        md.push_str(&format!(
+            "| {name} | {} | {sam} | {split} |\n",
+            bias.join(", ")
+        ));
+    }
+}
+
 /// Orders methods for tables: classic resamplers first, then the rest by name.
 fn ordered<T>(m: &BTreeMap<String, T>) -> Vec<(&String, &T)> {
     let rank = |n: &str| match n {
@@ -658,6 +787,7 @@ impl Report {
                 .map(|(n, s)| (n.clone(), s.psnr_mean, s.ssim_mean, s.vgg_distance))
                 .collect();
             table(&mut md, &rows, Some(c));
+            radiometry_table(&mut md, c);
             if let Some(p) = &r.preview {
                 md.push_str(&format!(
                     "\n![preview]({})\n",

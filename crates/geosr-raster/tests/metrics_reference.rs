@@ -187,3 +187,64 @@ fn strips_of_any_height_give_the_same_scores() {
         );
     }
 }
+
+/// Bias, relative bias, spectral angle and the detail split against numpy's (radiometry.json,
+/// made by scripts/reference-radiometry.py; `other.tif` stands in for bicubic).
+#[test]
+fn radiometric_scores_match_numpy() {
+    let cmp = compare_rasters(
+        &fixture("hr.tif"),
+        &[
+            ("pred".into(), fixture("pred.tif")),
+            ("bicubic".into(), fixture("other.tif")),
+        ],
+        4,
+        None,
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(fixture("radiometry.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let want = &v["full"];
+    let list = |k: &str| -> Vec<f64> {
+        want[k]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let m = &cmp.methods["pred"];
+    assert_close(&m.bias, &list("bias"), 1e-9, "bias");
+    assert_close(
+        &m.relative_bias,
+        &list("relative_bias"),
+        1e-12,
+        "relative bias",
+    );
+    let sam = m.sam_degrees.unwrap();
+    assert!(
+        (sam - want["sam_degrees"].as_f64().unwrap()).abs() < 1e-9,
+        "SAM {sam}"
+    );
+    let split = m.detail_split.unwrap();
+    let ws = &want["detail_split"];
+    for (got, key) in [
+        (split.improvement, "improvement"),
+        (split.omission, "omission"),
+        (split.hallucination, "hallucination"),
+    ] {
+        assert!(
+            (got - ws[key].as_f64().unwrap()).abs() < 1e-12,
+            "{key}: {got} vs {}",
+            ws[key]
+        );
+    }
+    assert!(
+        split.improvement > 0.1 && split.hallucination > 0.1,
+        "all three classes occur: {split:?}"
+    );
+    assert!(
+        cmp.methods["bicubic"].detail_split.is_none(),
+        "the reference is not split against itself"
+    );
+}
