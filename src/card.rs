@@ -256,6 +256,9 @@ pub struct ModelCard {
     #[serde(default)]
     pub optimizer_sha256: String,
     pub written_unix_s: u64,
+    /// The run whose weights this one started from (`init_from`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
 }
 
 /// What a checkpoint's card is made of, besides the records read from the run directory.
@@ -269,6 +272,8 @@ pub struct CardParts {
     pub step: u64,
     pub epoch: u32,
     pub device: String,
+    /// The run whose weights training started from, if any.
+    pub init_from: Option<PathBuf>,
 }
 
 /// A loss input of the trainer: its input id, weight and the `node/output` feeding it.
@@ -324,6 +329,7 @@ impl ModelCard {
             weights_sha256: String::new(),
             optimizer_sha256: String::new(),
             written_unix_s: 0,
+            init_from: parts.init_from,
         })
     }
 

@@ -206,6 +206,9 @@ pub struct Settings {
     pub checkpoint_every: u32,
     /// A run directory or checkpoint directory to resume from.
     pub resume: Option<PathBuf>,
+    /// A run (or checkpoint) directory whose weights a new run starts from, instead of random
+    /// ones: same architecture, band count and factor; normalisation and optimiser start afresh.
+    pub init_from: Option<PathBuf>,
     /// Batches requested ahead of the one being trained on.
     pub prefetch: u32,
     /// Weights of the loss stages wired into the trainer, `name=weight,...`, where name is the
@@ -311,6 +314,7 @@ impl Default for Settings {
             val_every: None,
             checkpoint_every: 0,
             resume: None,
+            init_from: None,
             prefetch: 2,
             loss_weights: String::new(),
             vgg_weights: root.join("weights/vgg16.safetensors"),
@@ -351,6 +355,7 @@ const PATH_KEYS: &[&str] = &[
     "input",
     "input_lr",
     "resume",
+    "init_from",
     "vgg_weights",
     "run_dir",
     "model",
@@ -421,6 +426,12 @@ impl Settings {
 
     /// Checks values that no single stage could sensibly start with.
     pub fn validate(&self) -> Result<()> {
+        if self.resume.is_some() && self.init_from.is_some() {
+            return Err(Error::setting(
+                "init_from",
+                "give either `resume` (continue a run) or `init_from` (start a new run from its weights), not both",
+            ));
+        }
         if ![2, 3, 4, 8].contains(&self.factor) {
             return Err(Error::setting(
                 "factor",

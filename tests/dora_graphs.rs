@@ -261,6 +261,44 @@ fn training_graphs_through_a_real_daemon() {
         "metrics.csv appended, not restarted"
     );
 
+    // A new run from the trained run's weights (`init_from`): its own step count and optimiser,
+    // the card names where it started, and no tiny-data warning since it does not start from
+    // random weights. From a run of another architecture it is refused, saying so.
+    let run2 = dir.path().join("runs/from-earlier");
+    let s = write_settings(
+        dir.path(),
+        "init-from",
+        &tiny(
+            &scene,
+            &run2,
+            &format!("steps: 3\nval_every: 3\ninit_from: {}\n", run.display()),
+        ),
+    );
+    let (ok, log) = run_graph("graphs/train.yml", &s);
+    assert!(ok, "init_from failed:\n{log}");
+    let started = card(&run2);
+    assert_eq!(started.step, 3);
+    assert!(
+        started
+            .init_from
+            .as_ref()
+            .is_some_and(|p| p.starts_with(&run)),
+        "{:?}",
+        started.init_from
+    );
+    assert!(!log.contains("the training set is tiny"), "{log}");
+    let s = write_settings(
+        dir.path(),
+        "init-from-other",
+        &tiny(
+            &scene,
+            &dir.path().join("runs/other-arch"),
+            &format!("steps: 3\nupsample: deconv\ninit_from: {}\n", run.display()),
+        ),
+    );
+    let (ok, log) = run_graph("graphs/train.yml", &s);
+    assert!(!ok && log.contains("architecture"), "{log}");
+
     // A fresh run into a finished run's folder is refused and changes nothing there.
     let before = std::fs::read(run.join("model.safetensors")).unwrap();
     let s = write_settings(dir.path(), "again", &tiny(&scene, &run, "steps: 3\n"));

@@ -73,6 +73,44 @@ impl Trainer {
         Ok(())
     }
 
+    /// Starts from the weights of an earlier run's checkpoint (`init_from`): same architecture,
+    /// bands and factor; the optimiser starts afresh.
+    pub fn init_from(&mut self, ckpt: &LoadedCheckpoint, factor: u32) -> Result<()> {
+        let theirs = ckpt.card.unet_config();
+        if theirs.bands != self.net.config().bands {
+            return Err(Error::checkpoint(
+                &ckpt.dir,
+                format!(
+                    "was trained on {} bands; this run's data has {}: `init_from` needs the same bands",
+                    theirs.bands,
+                    self.net.config().bands
+                ),
+            ));
+        }
+        if ckpt.card.downsample_factor != factor {
+            return Err(Error::checkpoint(
+                &ckpt.dir,
+                format!(
+                    "was trained at factor {}; this run asks for {factor}: `init_from` needs the same factor",
+                    ckpt.card.downsample_factor
+                ),
+            ));
+        }
+        if &theirs != self.net.config() {
+            return Err(Error::checkpoint(
+                &ckpt.dir,
+                format!(
+                    "architecture ({theirs}) differs from this run's ({}): set unet_depth, unet_width, upsample and skip as it has them",
+                    self.net.config()
+                ),
+            ));
+        }
+        self.vs
+            .load(&ckpt.weights)
+            .map_err(|e| Error::checkpoint_caused(&ckpt.weights, "loading the weights", e))?;
+        Ok(())
+    }
+
     /// SR prediction of an LR batch, attached to the autograd graph.
     pub fn predict(&self, lr: &TileBatch) -> Tensor {
         self.net.forward(&lr.tensor(self.device))

@@ -205,6 +205,10 @@ impl Default for Progress {
     }
 }
 
+/// Fewer training chips than this make a run from random weights learn little: the trainer
+/// warns and suggests `init_from`.
+const TINY_TRAINING_SET: u64 = 100;
+
 /// The trainer's state between events.
 struct Run {
     settings: Settings,
@@ -230,6 +234,8 @@ struct Run {
     timing: StepTiming,
     epoch: u32,
     finished: bool,
+    /// The run whose weights this one started from (kept through resumes).
+    init_from: Option<std::path::PathBuf>,
 }
 
 /// The stage: trains until the last step, or stops with an error after saving what it has.
@@ -269,6 +275,7 @@ pub fn run(node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Result
         timing: StepTiming::default(),
         epoch: 0,
         finished: false,
+        init_from: None,
     };
     // One batch first: it tells the run's length in epochs and the tiles' band count.
     run.request_train(1)?;
@@ -447,6 +454,21 @@ impl Run {
         if let Some(ckpt) = resume {
             trainer.resume(&ckpt)?;
             tracing::info!(from = %ckpt.dir.display(), step = start, "resumed");
+            self.init_from = ckpt.card.init_from.clone();
+        } else if let Some(dir) = &self.settings.init_from {
+            let ckpt = latest_checkpoint(dir).wrap_err("init_from")?;
+            trainer.init_from(&ckpt, cfg.factor as u32)?;
+            tracing::info!(from = %ckpt.dir.display(), "starting from the weights of an earlier run");
+            self.init_from = Some(ckpt.dir.clone());
+        }
+        // A few dozen chips are too few to learn SR from scratch: say so (the warning reaches the
+        // dora CLI's output).
+        let train_chips = per_epoch * first.len() as u64;
+        if train_chips < TINY_TRAINING_SET && self.init_from.is_none() {
+            let msg = format!(
+                "the training set is tiny ({train_chips} chips an epoch): from random weights expect little over bicubic; start from a trained model with `init_from: <run>`"
+            );
+            tracing::warn!("{msg}");
         }
         tracing::info!(
             ?device,
@@ -738,6 +760,7 @@ impl Run {
             step: trainer.step(),
             epoch: self.epoch,
             device: device_name(trainer.device),
+            init_from: self.init_from.clone(),
         };
         let mut card = ModelCard::assemble(run, parts, &self.losses.0)?;
         let dir = write_checkpoint(
