@@ -90,6 +90,10 @@ pub struct MethodScores {
     /// bicubic itself or without a bicubic method to compare with.
     #[serde(default)]
     pub detail_split: Option<DetailSplit>,
+    /// PSNR (dB) per band of the prediction degraded back with the model's degradation against
+    /// the LR it was made from (`None` where identical); empty when the LR was not at hand.
+    #[serde(default)]
+    pub lr_psnr: Vec<Option<f64>>,
 }
 
 /// Shares of the compared pixels by what a method did against bicubic upscaling of the same
@@ -385,6 +389,7 @@ pub fn compare_in_strips(
                     .map(|(e, h)| if *h != 0.0 { e / h } else { 0.0 })
                     .collect(),
                 sam_degrees: (sam_n[j] > 0).then(|| sam_sum[j] / sam_n[j] as f64),
+                lr_psnr: Vec::new(),
                 detail_split: (reference.is_some_and(|r| r != j)).then(|| {
                     let [i, o, h] = split[j].map(|n| n as f64 / pixels as f64);
                     DetailSplit {
@@ -710,7 +715,13 @@ fn table(
 /// against bicubic.
 fn radiometry_table(md: &mut String, c: &RasterComparison) {
     md.push_str(&format!(
-        "\nRadiometry: bias = mean(prediction − HR) per band, native units (relative to the HR band's          mean); SAM = mean spectral angle to the HR; improvement / omission / hallucination = shares of          the pixels nearer the HR than {SPLIT_REFERENCE} by more than 1 % of the data range, as near, or          further.\n\n| method | bias per band (relative) | SAM ° | improvement | omission | hallucination |\n|---|---|---:|---:|---:|---:|\n"
+        "\nRadiometry: bias = mean(prediction − HR) per band, native units (relative to the HR \
+         band's mean); SAM = mean spectral angle to the HR; improvement / omission / \
+         hallucination = shares of the pixels nearer the HR than {SPLIT_REFERENCE} by more than \
+         1 % of the data range, as near, or further; LR consistency = PSNR (dB) per band of the \
+         prediction degraded back with the model's degradation against the LR it was made from.\n\n\
+         | method | bias per band (relative) | SAM ° | improvement | omission | hallucination | LR consistency dB |\n\
+         |---|---|---:|---:|---:|---:|---|\n"
     ));
     for (name, m) in ordered(&c.methods) {
         let bias: Vec<String> = m
@@ -728,8 +739,17 @@ fn radiometry_table(md: &mut String, c: &RasterComparison) {
                 d.hallucination * 100.0
             )
         });
+        let lr = if m.lr_psnr.is_empty() {
+            "–".to_owned()
+        } else {
+            m.lr_psnr
+                .iter()
+                .map(|p| p.map_or("identical".into(), |v| format!("{v:.2}")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         md.push_str(&format!(
-            "| {name} | {} | {sam} | {split} |\n",
+            "| {name} | {} | {sam} | {split} | {lr} |\n",
             bias.join(", ")
         ));
     }

@@ -3,6 +3,7 @@
 //! mosaics each method into a GeoTIFF, and when a raster is complete compares every method with
 //! the HR raster ([`crate::evaluate`]). Writes `report.json`, `report.md` and a preview PNG per
 //! raster.
+use crate::consistency::Consistency;
 use crate::evaluate::{RasterReport, Report};
 use crate::mosaic::{Mosaic, MosaicOptions};
 use crate::raster::RasterSource;
@@ -64,10 +65,16 @@ struct RasterRun {
     outputs: BTreeMap<String, PathBuf>,
     /// method → (sum of distances, tiles) over tiles without nodata.
     vgg: BTreeMap<String, (f64, usize)>,
+    /// method → its SR degraded back against the LR it was made from (with an `lr` input).
+    consistency: BTreeMap<String, Consistency>,
+    /// LR-grid pixels already counted, per method, one bit each.
+    counted: BTreeMap<String, Vec<u64>>,
 }
 
 struct Evaluator {
     settings: Settings,
+    /// The model's degradation, for bringing each method's SR back to the LR grid.
+    degradation: geosr::card::Degradation,
     out_dir: PathBuf,
     factor: u32,
     methods: Vec<String>,
@@ -94,6 +101,80 @@ fn nearest(lr: &TileBatch, f: usize) -> eyre::Result<TileBatch> {
         }
     }
     Ok(lr.derived(c, h * f, w * f, px)?)
+}
+
+/// Adds one batch of a method to its LR consistency: each SR tile degraded back with the model's
+/// degradation against the LR tile it was made from, over LR pixels whose HR block holds data,
+/// away from tile edges (half of each overlap trimmed, `overlap` in LR pixels), each counted once.
+fn lr_consistency(
+    run: &mut RasterRun,
+    method: &str,
+    hr: &TileBatch,
+    lr: &TileBatch,
+    sr: &TileBatch,
+    f: usize,
+    overlap: usize,
+) -> eyre::Result<()> {
+    let (Some(c), Some(counted)) = (run.consistency.get_mut(method), run.counted.get_mut(method))
+    else {
+        return Ok(());
+    };
+    let bands = hr.bands;
+    let (src_w, src_h) = (run.source.info.width, run.source.info.height);
+    let lr_w = src_w / f;
+    for (i, t) in hr.tiles.iter().enumerate() {
+        let [x, y, w, h] = t.window.map(|v| v as usize);
+        let (lw, lh) = (w / f, h / f);
+        if lw == 0 || lh == 0 {
+            continue;
+        }
+        let native = |b: &TileBatch, tw: usize, th: usize, cw: usize, ch: usize| -> Vec<f32> {
+            let px = &b.pixels[i * b.tile_len()..(i + 1) * b.tile_len()];
+            let mut out = Vec::with_capacity(bands * cw * ch);
+            for band in 0..bands {
+                let (scale, offset) = (b.band_scale[band], b.band_offset[band]);
+                for row in 0..ch {
+                    let r = &px[band * th * tw + row * tw..][..cw];
+                    out.extend(r.iter().map(|v| v * scale + offset));
+                }
+            }
+            out
+        };
+        let sr_px = native(sr, sr.width, sr.height, lw * f, lh * f);
+        let lr_px = native(lr, lr.width, lr.height, lw, lh);
+        // An LR pixel counts when its whole HR block holds data.
+        let hr_px = run
+            .source
+            .read_window(x as u32, y as u32, (lw * f) as u32, (lh * f) as u32)?;
+        let hr_valid = run.rule.mask(&hr_px, bands, lw * f * lh * f);
+        let (lx, ly) = (x / f, y / f);
+        let x0 = if x > 0 { overlap / 2 } else { 0 };
+        let y0 = if y > 0 { overlap / 2 } else { 0 };
+        let x1 = if x + w < src_w {
+            lw.saturating_sub(overlap - overlap / 2)
+        } else {
+            lw
+        };
+        let y1 = if y + h < src_h {
+            lh.saturating_sub(overlap - overlap / 2)
+        } else {
+            lh
+        };
+        let mut count = vec![false; lw * lh];
+        for ty in y0..y1 {
+            for tx in x0..x1 {
+                let whole = (0..f)
+                    .all(|dy| (0..f).all(|dx| hr_valid[(ty * f + dy) * lw * f + tx * f + dx]));
+                let g = (ly + ty) * lr_w + lx + tx;
+                if whole && (counted[g / 64] >> (g % 64)) & 1 == 0 {
+                    counted[g / 64] |= 1 << (g % 64);
+                    count[ty * lw + tx] = true;
+                }
+            }
+        }
+        c.add_tile(&sr_px, &lr_px, &count, (lw, lh), (0, lw, 0, lh), t.window);
+    }
+    Ok(())
 }
 
 impl Evaluator {
@@ -132,6 +213,25 @@ impl Evaluator {
             outputs.insert(m, out);
         }
         tracing::info!(raster = %hr.display(), methods = ?self.methods, "evaluating");
+        let f = self.factor as usize;
+        let (mut consistency, mut counted) = (BTreeMap::new(), BTreeMap::new());
+        if self.has_lr {
+            let lr_pixels = (source.info.width / f) * (source.info.height / f);
+            for m in &self.methods {
+                let spec = &self.degradation.spec;
+                consistency.insert(
+                    m.clone(),
+                    Consistency::new(
+                        source.info.bands.len(),
+                        f,
+                        spec.antialias,
+                        spec.blur_sigma,
+                        0,
+                    ),
+                );
+                counted.insert(m.clone(), vec![0u64; lr_pixels.div_ceil(64)]);
+            }
+        }
         self.current = Some(RasterRun {
             hr: hr.to_path_buf(),
             source,
@@ -139,6 +239,8 @@ impl Evaluator {
             mosaics,
             outputs,
             vgg: BTreeMap::new(),
+            consistency,
+            counted,
         });
         Ok(())
     }
@@ -160,6 +262,9 @@ impl Evaluator {
                 .map_err(|e| eyre::eyre!("{m}: {e}"))?;
         }
         if let Some(lr) = &p.lr {
+            for (m, sr) in &p.sr {
+                lr_consistency(run, m, &hr, lr, sr, f, self.settings.overlap as usize)?;
+            }
             run.mosaics
                 .get_mut("nearest")
                 .expect("nearest mosaic")
@@ -210,6 +315,9 @@ impl Evaluator {
         let mut cmp =
             crate::evaluate::compare_rasters(&run.hr, &preds, border, self.settings.nodata)?;
         for (m, s) in cmp.methods.iter_mut() {
+            if let Some(c) = run.consistency.get(m) {
+                s.lr_psnr = c.report([0.0; 6]).bands.iter().map(|b| b.lr_psnr).collect();
+            }
             if let Some((sum, n)) = run.vgg.get(m) {
                 s.vgg_tiles = *n;
                 s.vgg_distance = (*n > 0).then(|| sum / *n as f64);
@@ -296,6 +404,7 @@ pub fn run(mut node: DoraNode, mut inbox: Inbox, settings: Settings) -> eyre::Re
         eyre::bail!("`nearest` is the name of the enlarged-LR column (input `lr`); give the method `sr_nearest` another name");
     }
     let mut ev = Evaluator {
+        degradation: card.degradation(),
         factor: card.downsample_factor,
         methods,
         has_lr: inputs.iter().any(|i| i == "lr"),

@@ -251,6 +251,15 @@ fn evaluate_joins_the_parts_of_each_batch() {
         methods["bicubic"]["psnr_mean"].as_f64().unwrap()
             > methods["nearest"]["psnr_mean"].as_f64().unwrap()
     );
+    // Bicubic degraded back with the card's bilinear degradation is close to, not equal to,
+    // the LR it was made from; the enlarged LR column has no LR consistency of its own.
+    let lr_psnr = methods["bicubic"]["lr_psnr"].as_array().unwrap();
+    assert_eq!(lr_psnr.len(), 3);
+    assert!(
+        lr_psnr.iter().all(|p| p.as_f64().is_some_and(|v| v > 25.0 && v < 90.0)),
+        "{lr_psnr:?}"
+    );
+    assert!(methods["nearest"]["lr_psnr"].as_array().unwrap().is_empty());
 }
 
 /// The VRT of a run's outputs: one layer when they share a CRS, none (not an error) when not.
