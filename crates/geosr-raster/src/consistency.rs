@@ -63,6 +63,8 @@ pub struct Consistency {
     antialias: bool,
     blur_sigma: f64,
     worst: usize,
+    /// Whether to measure the detail added over bicubic (it costs a bicubic upscale per tile).
+    detail: bool,
     sums: Vec<BandSums>,
     tiles: Vec<TileSums>,
 }
@@ -120,6 +122,7 @@ impl Consistency {
             antialias,
             blur_sigma,
             worst,
+            detail: true,
             sums: vec![
                 BandSums {
                     lo: f64::MAX,
@@ -130,6 +133,13 @@ impl Consistency {
             ],
             tiles: Vec::new(),
         }
+    }
+
+    /// Leaves out the detail measure (`detail_vs_bicubic` is then `None`): for callers that
+    /// need only the consistency and the bias.
+    pub fn without_detail(mut self) -> Self {
+        self.detail = false;
+        self
     }
 
     /// Adds one tile: `sr` (native units, CHW, `size.1·factor` × `size.0·factor`), the `lr`
@@ -156,7 +166,11 @@ impl Consistency {
             sr
         };
         let down = downsample_bilinear(src, c, sh, sw, f, self.antialias);
-        let bicubic = upscale(lr, c, h, w, f, Resampler::Bicubic);
+        let bicubic = if self.detail {
+            upscale(lr, c, h, w, f, Resampler::Bicubic)
+        } else {
+            Vec::new()
+        };
         let (x0, x1, y0, y1) = own;
         let mut tile = TileSums {
             window,
@@ -181,10 +195,12 @@ impl Consistency {
                     s.lo = s.lo.min(l);
                     s.hi = s.hi.max(l);
                     tile.sq[b] += (d - l) * (d - l);
-                    let plane = b * sr_plane;
-                    s.hf_sr += block_energy(&sr[plane..][..sr_plane], sw, x, y, f);
-                    s.hf_bicubic += block_energy(&bicubic[plane..][..sr_plane], sw, x, y, f);
-                    s.hf_n += (f * f) as u64;
+                    if self.detail {
+                        let plane = b * sr_plane;
+                        s.hf_sr += block_energy(&sr[plane..][..sr_plane], sw, x, y, f);
+                        s.hf_bicubic += block_energy(&bicubic[plane..][..sr_plane], sw, x, y, f);
+                        s.hf_n += (f * f) as u64;
+                    }
                 }
             }
         }

@@ -227,7 +227,8 @@ impl Evaluator {
                         spec.antialias,
                         spec.blur_sigma,
                         0,
-                    ),
+                    )
+                    .without_detail(),
                 );
                 counted.insert(m.clone(), vec![0u64; lr_pixels.div_ceil(64)]);
             }

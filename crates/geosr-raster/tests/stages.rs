@@ -256,7 +256,9 @@ fn evaluate_joins_the_parts_of_each_batch() {
     let lr_psnr = methods["bicubic"]["lr_psnr"].as_array().unwrap();
     assert_eq!(lr_psnr.len(), 3);
     assert!(
-        lr_psnr.iter().all(|p| p.as_f64().is_some_and(|v| v > 25.0 && v < 90.0)),
+        lr_psnr
+            .iter()
+            .all(|p| p.as_f64().is_some_and(|v| v > 25.0 && v < 90.0)),
         "{lr_psnr:?}"
     );
     assert!(methods["nearest"]["lr_psnr"].as_array().unwrap().is_empty());
