@@ -282,6 +282,59 @@ impl Consistency {
     }
 }
 
+/// Which input pixels a report has counted, so that each counts once, and which part of a tile
+/// counts as the tile's own.
+pub struct CountedOnce {
+    bits: Vec<u64>,
+    width: usize,
+    height: usize,
+    overlap: usize,
+}
+
+impl CountedOnce {
+    /// For a `width`×`height` input cut into tiles that share `overlap` pixels.
+    pub fn new(width: usize, height: usize, overlap: usize) -> Self {
+        CountedOnce {
+            bits: vec![0; (width * height).div_ceil(64)],
+            width,
+            height,
+            overlap,
+        }
+    }
+
+    /// Narrows `count` (a flag per pixel of the `w`×`h` tile at `x`, `y`) to the pixels this
+    /// tile counts: away from its edges (half of each overlap trimmed where a neighbour shares
+    /// it) and not counted before (the last tile of a row or column is moved back to end at
+    /// the edge and shares more; the first tile counts those).
+    pub fn claim(&mut self, x: usize, y: usize, w: usize, h: usize, count: &mut [bool]) {
+        let o = self.overlap;
+        let x0 = if x > 0 { o / 2 } else { 0 };
+        let y0 = if y > 0 { o / 2 } else { 0 };
+        let x1 = if x + w < self.width {
+            w.saturating_sub(o - o / 2)
+        } else {
+            w
+        };
+        let y1 = if y + h < self.height {
+            h.saturating_sub(o - o / 2)
+        } else {
+            h
+        };
+        for (i, flag) in count.iter_mut().enumerate().take(w * h) {
+            let (tx, ty) = (i % w, i / w);
+            let own = (x0..x1).contains(&tx) && (y0..y1).contains(&ty);
+            let g = (y + ty) * self.width + x + tx;
+            *flag = *flag
+                && own
+                && g < self.width * self.height
+                && (self.bits[g / 64] >> (g % 64)) & 1 == 0;
+            if *flag {
+                self.bits[g / 64] |= 1 << (g % 64);
+            }
+        }
+    }
+}
+
 /// High-frequency energy of the `f`×`f` block of LR pixel (`x`, `y`) in an SR plane `sw` wide:
 /// the sum of squared differences between its pixels and their mean.
 fn block_energy(plane: &[f32], sw: usize, x: usize, y: usize, f: usize) -> f64 {
@@ -409,6 +462,22 @@ mod tests {
         let mut masked = Consistency::new(1, f, true, 0.0, 3);
         masked.add_tile(&stripes, &lr, &half, (w, h), (0, w, 0, h), [0, 0, 8, 8]);
         assert_eq!(masked.report([0.0; 6]).lr_pixels, 32);
+    }
+
+    #[test]
+    fn overlapping_tiles_count_each_pixel_once() {
+        // A 10-pixel row cut into tiles of 6 sharing 2: origins 0 and 4.
+        let mut counted = CountedOnce::new(10, 1, 2);
+        let mut a = vec![true; 6];
+        counted.claim(0, 0, 6, 1, &mut a);
+        let mut b = vec![true; 6];
+        counted.claim(4, 0, 6, 1, &mut b);
+        assert_eq!(a, [true, true, true, true, true, false]);
+        assert_eq!(b, [false, true, true, true, true, true]);
+        // A tile moved back over counted pixels takes only what is left.
+        let mut c = vec![true; 6];
+        counted.claim(3, 0, 6, 1, &mut c);
+        assert!(c.iter().all(|v| !v));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! mosaics each method into a GeoTIFF, and when a raster is complete compares every method with
 //! the HR raster ([`crate::evaluate`]). Writes `report.json`, `report.md` and a preview PNG per
 //! raster.
-use crate::consistency::Consistency;
+use crate::consistency::{Consistency, CountedOnce};
 use crate::evaluate::{RasterReport, Report};
 use crate::mosaic::{Mosaic, MosaicOptions};
 use crate::raster::RasterSource;
@@ -67,8 +67,8 @@ struct RasterRun {
     vgg: BTreeMap<String, (f64, usize)>,
     /// method → its SR degraded back against the LR it was made from (with an `lr` input).
     consistency: BTreeMap<String, Consistency>,
-    /// LR-grid pixels already counted, per method, one bit each.
-    counted: BTreeMap<String, Vec<u64>>,
+    /// LR-grid pixels already counted, per method.
+    counted: BTreeMap<String, CountedOnce>,
 }
 
 struct Evaluator {
@@ -105,7 +105,7 @@ fn nearest(lr: &TileBatch, f: usize) -> eyre::Result<TileBatch> {
 
 /// Adds one batch of a method to its LR consistency: each SR tile degraded back with the model's
 /// degradation against the LR tile it was made from, over LR pixels whose HR block holds data,
-/// away from tile edges (half of each overlap trimmed, `overlap` in LR pixels), each counted once.
+/// each counted once, away from tile edges ([`CountedOnce`]).
 fn lr_consistency(
     run: &mut RasterRun,
     method: &str,
@@ -113,15 +113,12 @@ fn lr_consistency(
     lr: &TileBatch,
     sr: &TileBatch,
     f: usize,
-    overlap: usize,
 ) -> eyre::Result<()> {
     let (Some(c), Some(counted)) = (run.consistency.get_mut(method), run.counted.get_mut(method))
     else {
         return Ok(());
     };
     let bands = hr.bands;
-    let (src_w, src_h) = (run.source.info.width, run.source.info.height);
-    let lr_w = src_w / f;
     for (i, t) in hr.tiles.iter().enumerate() {
         let [x, y, w, h] = t.window.map(|v| v as usize);
         let (lw, lh) = (w / f, h / f);
@@ -147,31 +144,13 @@ fn lr_consistency(
             .source
             .read_window(x as u32, y as u32, (lw * f) as u32, (lh * f) as u32)?;
         let hr_valid = run.rule.mask(&hr_px, bands, lw * f * lh * f);
-        let (lx, ly) = (x / f, y / f);
-        let x0 = if x > 0 { overlap / 2 } else { 0 };
-        let y0 = if y > 0 { overlap / 2 } else { 0 };
-        let x1 = if x + w < src_w {
-            lw.saturating_sub(overlap - overlap / 2)
-        } else {
-            lw
-        };
-        let y1 = if y + h < src_h {
-            lh.saturating_sub(overlap - overlap / 2)
-        } else {
-            lh
-        };
-        let mut count = vec![false; lw * lh];
-        for ty in y0..y1 {
-            for tx in x0..x1 {
-                let whole = (0..f)
-                    .all(|dy| (0..f).all(|dx| hr_valid[(ty * f + dy) * lw * f + tx * f + dx]));
-                let g = (ly + ty) * lr_w + lx + tx;
-                if whole && (counted[g / 64] >> (g % 64)) & 1 == 0 {
-                    counted[g / 64] |= 1 << (g % 64);
-                    count[ty * lw + tx] = true;
-                }
-            }
-        }
+        let mut count: Vec<bool> = (0..lw * lh)
+            .map(|i| {
+                let (tx, ty) = (i % lw, i / lw);
+                (0..f).all(|dy| (0..f).all(|dx| hr_valid[(ty * f + dy) * lw * f + tx * f + dx]))
+            })
+            .collect();
+        counted.claim(x / f, y / f, lw, lh, &mut count);
         c.add_tile(&sr_px, &lr_px, &count, (lw, lh), (0, lw, 0, lh), t.window);
     }
     Ok(())
@@ -216,7 +195,8 @@ impl Evaluator {
         let f = self.factor as usize;
         let (mut consistency, mut counted) = (BTreeMap::new(), BTreeMap::new());
         if self.has_lr {
-            let lr_pixels = (source.info.width / f) * (source.info.height / f);
+            let (lr_w, lr_h) = (source.info.width / f, source.info.height / f);
+            let overlap = self.settings.overlap as usize;
             for m in &self.methods {
                 let spec = &self.degradation.spec;
                 consistency.insert(
@@ -230,7 +210,7 @@ impl Evaluator {
                     )
                     .without_detail(),
                 );
-                counted.insert(m.clone(), vec![0u64; lr_pixels.div_ceil(64)]);
+                counted.insert(m.clone(), CountedOnce::new(lr_w, lr_h, overlap));
             }
         }
         self.current = Some(RasterRun {
@@ -264,7 +244,7 @@ impl Evaluator {
         }
         if let Some(lr) = &p.lr {
             for (m, sr) in &p.sr {
-                lr_consistency(run, m, &hr, lr, sr, f, self.settings.overlap as usize)?;
+                lr_consistency(run, m, &hr, lr, sr, f)?;
             }
             run.mosaics
                 .get_mut("nearest")

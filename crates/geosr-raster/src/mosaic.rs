@@ -7,7 +7,7 @@
 //! temporary file beside the final path and is renamed into place only when complete (see
 //! [`geosr::atomic`]); every GDAL failure while writing, flushing or closing is an error
 //! ([`crate::gdal_errors`]), and a failed run leaves nothing at the output path.
-use crate::consistency::{Consistency, ConsistencyReport};
+use crate::consistency::{Consistency, ConsistencyReport, CountedOnce};
 use crate::evaluate::ValidRule;
 use crate::gdal_errors::{checked, Watch};
 use crate::raster::RasterSource;
@@ -81,8 +81,8 @@ pub struct Mosaic {
     /// The no-reference report being gathered, when asked for.
     consistency: Option<Consistency>,
     valid: ValidRule,
-    /// Input pixels already in the report, one bit each (empty without a report).
-    counted: Vec<u64>,
+    /// Input pixels already in the report (none without a report).
+    counted: CountedOnce,
 }
 
 fn gdal_err(path: &Path) -> impl Fn(gdal::errors::GdalError) -> Error + '_ {
@@ -182,8 +182,8 @@ impl Mosaic {
             .map(|c| Consistency::new(bands, factor, c.antialias, c.blur_sigma, WORST_TILES));
         let valid = ValidRule::for_raster(&src.info, None);
         let counted = match consistency {
-            Some(_) => vec![0; (info.width * info.height).div_ceil(64)],
-            None => Vec::new(),
+            Some(_) => CountedOnce::new(info.width, info.height, opts.overlap as usize),
+            None => CountedOnce::new(0, 0, 0),
         };
         Ok(Mosaic {
             src,
@@ -312,8 +312,7 @@ impl Mosaic {
                 }
             }
             if let Some(c) = self.consistency.as_mut() {
-                // The LR the tile was made from, and the part of the tile no neighbour shares
-                // more of (half of each overlap): each LR pixel counts once, away from tile edges.
+                // The LR the tile was made from; each LR pixel counts once, away from tile edges.
                 let lr = self
                     .src
                     .read_window(x as u32, y as u32, w as u32, h as u32)?;
@@ -326,32 +325,7 @@ impl Mosaic {
                         sr.extend(row.iter().map(|v| v * scale + offset));
                     }
                 }
-                let o = self.opts.overlap as usize;
-                let (src_w, src_h) = (self.src.info.width, self.src.info.height);
-                let x0 = if x > 0 { o / 2 } else { 0 };
-                let y0 = if y > 0 { o / 2 } else { 0 };
-                let x1 = if x + w < src_w {
-                    w.saturating_sub(o - o / 2)
-                } else {
-                    w
-                };
-                let y1 = if y + h < src_h {
-                    h.saturating_sub(o - o / 2)
-                } else {
-                    h
-                };
-                // Where tiles overlap by more than the setting (the last of a row or column is
-                // moved back to end at the edge), the first tile counts the shared pixels.
-                for (i, flag) in count.iter_mut().enumerate() {
-                    let (tx, ty) = (i % w, i / w);
-                    let own = (x0..x1).contains(&tx) && (y0..y1).contains(&ty);
-                    let g = (y + ty) * src_w + x + tx;
-                    let seen = (self.counted[g / 64] >> (g % 64)) & 1 == 1;
-                    *flag = *flag && own && !seen;
-                    if *flag {
-                        self.counted[g / 64] |= 1 << (g % 64);
-                    }
-                }
+                self.counted.claim(x, y, w, h, &mut count);
                 c.add_tile(&sr, &lr, &count, (w, h), (0, w, 0, h), t.window);
             }
             self.tiles_written += 1;
