@@ -84,6 +84,11 @@ impl Finishing {
         }
     }
 
+    /// Whether the thread has ended (the file is in place, or it failed).
+    fn is_done(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
     /// Waits until the file is in place and counts it as written.
     fn wait(mut self, progress: &mut Progress, written: &mut Written) -> eyre::Result<()> {
         let thread = self.thread.take().expect("joined once");
@@ -201,6 +206,11 @@ pub fn write_super_resolved(
                     }
                     let (_, m) = current.as_mut().expect("opened above");
                     m.add(&sr)?;
+                    // Report the scene before as soon as its file is in place.
+                    if finishing.as_ref().is_some_and(Finishing::is_done) {
+                        let done = finishing.take().expect("checked above");
+                        done.wait(&mut progress, &mut written)?;
+                    }
                     if index == plan.last_batch_of(k) {
                         let (_, m) = current.take().expect("opened above");
                         written.tiles += m.tiles_written;
