@@ -176,6 +176,21 @@ impl TileBatch {
         self.bands * self.height * self.width
     }
 
+    /// Tile `i` in native units (`pixel × band_scale + band_offset`), CHW, cropped to its
+    /// top-left `w`×`h` pixels (a tile at the raster's edge holds padding beyond its window).
+    pub fn native_tile(&self, i: usize, w: usize, h: usize) -> Vec<f32> {
+        let px = &self.pixels[i * self.tile_len()..(i + 1) * self.tile_len()];
+        let mut out = Vec::with_capacity(self.bands * w * h);
+        for b in 0..self.bands {
+            let (scale, offset) = (self.band_scale[b], self.band_offset[b]);
+            for row in 0..h {
+                let r = &px[(b * self.height + row) * self.width..][..w];
+                out.extend(r.iter().map(|v| v * scale + offset));
+            }
+        }
+        out
+    }
+
     /// The NCHW shape as libtorch wants it.
     pub fn shape(&self) -> [i64; 4] {
         [
@@ -512,6 +527,21 @@ impl TileBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn native_tile_undoes_the_normalisation_and_crops() {
+        // Tile 1 of 2, 2 bands of 3×4; pixels count up by 0.25, native = pixel × 2.5 + 100.
+        let b = TileBatch::example(2, 2, 3, 4);
+        let got = b.native_tile(1, 2, 2);
+        let at = |band: usize, y: usize, x: usize| {
+            b.pixels[b.tile_len() + (band * 3 + y) * 4 + x] * 2.5 + 100.0
+        };
+        let want: Vec<f32> = (0..2)
+            .flat_map(|band| (0..2).flat_map(move |y| (0..2).map(move |x| (band, y, x))))
+            .map(|(band, y, x)| at(band, y, x))
+            .collect();
+        assert_eq!(got, want);
+    }
 
     #[test]
     fn round_trip_keeps_everything() {

@@ -125,20 +125,8 @@ fn lr_consistency(
         if lw == 0 || lh == 0 {
             continue;
         }
-        let native = |b: &TileBatch, tw: usize, th: usize, cw: usize, ch: usize| -> Vec<f32> {
-            let px = &b.pixels[i * b.tile_len()..(i + 1) * b.tile_len()];
-            let mut out = Vec::with_capacity(bands * cw * ch);
-            for band in 0..bands {
-                let (scale, offset) = (b.band_scale[band], b.band_offset[band]);
-                for row in 0..ch {
-                    let r = &px[band * th * tw + row * tw..][..cw];
-                    out.extend(r.iter().map(|v| v * scale + offset));
-                }
-            }
-            out
-        };
-        let sr_px = native(sr, sr.width, sr.height, lw * f, lh * f);
-        let lr_px = native(lr, lr.width, lr.height, lw, lh);
+        let sr_px = sr.native_tile(i, lw * f, lh * f);
+        let lr_px = lr.native_tile(i, lw, lh);
         // An LR pixel counts when its whole HR block holds data.
         let hr_px = run
             .source

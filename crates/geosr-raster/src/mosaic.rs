@@ -317,14 +317,7 @@ impl Mosaic {
                     .src
                     .read_window(x as u32, y as u32, w as u32, h as u32)?;
                 let mut count = self.valid.mask(&lr, bands, w * h);
-                let mut sr = Vec::with_capacity(bands * vh * vw);
-                for b in 0..bands {
-                    let (scale, offset) = (batch.band_scale[b], batch.band_offset[b]);
-                    for ty in 0..vh {
-                        let row = &px[b * th * tw + ty * tw..][..vw];
-                        sr.extend(row.iter().map(|v| v * scale + offset));
-                    }
-                }
+                let sr = batch.native_tile(i, vw, vh);
                 self.counted.claim(x, y, w, h, &mut count);
                 c.add_tile(&sr, &lr, &count, (w, h), (0, w, 0, h), t.window);
             }
