@@ -175,7 +175,7 @@ pub const STAGES: &[StageSpec] = &[
         does: "asks for every batch and writes the SR tiles as one GeoTIFF per scene",
         inputs: &[Port::family("sr", true)],
         outputs: &[Port::one("request", true)],
-        settings: &["input", "model", "output", "output_format", "creation_options", "infer_tile", "overlap", "infer_batch", "nodata", "prefetch", "consistency_report", "antialias", "blur_sigma"],
+        settings: &["input", "model", "output", "output_format", "creation_options", "infer_tile", "overlap", "infer_batch", "nodata", "prefetch", "consistency_report", "consistency_map", "antialias", "blur_sigma"],
         needs_model: false,
         needs_output: true,
     },

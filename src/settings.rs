@@ -253,6 +253,10 @@ pub struct Settings {
     /// Write the no-reference consistency report beside each output (`<name>.report.json` and
     /// `.md`): default on when a model is given, off for classic upscaling.
     pub consistency_report: Option<bool>,
+    /// With the report, also write `<name>.report.tif`: per input pixel, the root mean square
+    /// over bands of the output degraded back minus the input (one `f32` per input pixel held
+    /// in memory while the scene is written).
+    pub consistency_map: bool,
 
     // --- runs and devices ---
     /// Where a training run writes its model, card, metrics and logs.
@@ -333,6 +337,7 @@ impl Default for Settings {
             preview_size: 128,
             creation_options: "TILED=YES,COMPRESS=DEFLATE,PREDICTOR=2,BIGTIFF=IF_SAFER".into(),
             consistency_report: None,
+            consistency_map: false,
             run_dir: root.join("runs/train"),
             log_dir: root.join("runs/logs"),
             model: None,

@@ -65,6 +65,8 @@ pub struct Consistency {
     worst: usize,
     /// Whether to measure the detail added over bicubic (it costs a bicubic upscale per tile).
     detail: bool,
+    /// Per input pixel, the root mean square over bands of down(SR) − input, when asked for.
+    map: Option<InconsistencyMap>,
     sums: Vec<BandSums>,
     tiles: Vec<TileSums>,
 }
@@ -123,6 +125,7 @@ impl Consistency {
             blur_sigma,
             worst,
             detail: true,
+            map: None,
             sums: vec![
                 BandSums {
                     lo: f64::MAX,
@@ -133,6 +136,23 @@ impl Consistency {
             ],
             tiles: Vec::new(),
         }
+    }
+
+    /// Also keeps a map of the inconsistency over the whole `width`×`height` input: per pixel,
+    /// the root mean square over bands of down(SR) − input, native units; NaN where nothing was
+    /// compared (nodata). One `f32` per input pixel.
+    pub fn with_map(mut self, width: usize, height: usize) -> Self {
+        self.map = Some(InconsistencyMap {
+            width,
+            height,
+            values: vec![f32::NAN; width * height],
+        });
+        self
+    }
+
+    /// The map kept by [`Consistency::with_map`].
+    pub fn map(&self) -> Option<&InconsistencyMap> {
+        self.map.as_ref()
     }
 
     /// Leaves out the detail measure (`detail_vs_bicubic` is then `None`): for callers that
@@ -185,6 +205,7 @@ impl Consistency {
                     continue;
                 }
                 tile.n += 1;
+                let mut pixel_sq = 0.0;
                 for b in 0..c {
                     let (d, l) = (down[b * lr_plane + i] as f64, lr[b * lr_plane + i] as f64);
                     let s = &mut self.sums[b];
@@ -195,11 +216,18 @@ impl Consistency {
                     s.lo = s.lo.min(l);
                     s.hi = s.hi.max(l);
                     tile.sq[b] += (d - l) * (d - l);
+                    pixel_sq += (d - l) * (d - l);
                     if self.detail {
                         let plane = b * sr_plane;
                         s.hf_sr += block_energy(&sr[plane..][..sr_plane], sw, x, y, f);
                         s.hf_bicubic += block_energy(&bicubic[plane..][..sr_plane], sw, x, y, f);
                         s.hf_n += (f * f) as u64;
+                    }
+                }
+                if let Some(m) = self.map.as_mut() {
+                    let (gx, gy) = (window[0] as usize + x, window[1] as usize + y);
+                    if gx < m.width && gy < m.height {
+                        m.values[gy * m.width + gx] = (pixel_sq / c as f64).sqrt() as f32;
                     }
                 }
             }
@@ -280,6 +308,13 @@ impl Consistency {
             worst_tiles,
         }
     }
+}
+
+/// The inconsistency of each input pixel ([`Consistency::with_map`]), row-major.
+pub struct InconsistencyMap {
+    pub width: usize,
+    pub height: usize,
+    pub values: Vec<f32>,
 }
 
 /// Which input pixels a report has counted, so that each counts once, and which part of a tile
@@ -462,6 +497,25 @@ mod tests {
         let mut masked = Consistency::new(1, f, true, 0.0, 3);
         masked.add_tile(&stripes, &lr, &half, (w, h), (0, w, 0, h), [0, 0, 8, 8]);
         assert_eq!(masked.report([0.0; 6]).lr_pixels, 32);
+    }
+
+    #[test]
+    fn the_map_holds_each_compared_pixel_at_its_place() {
+        let (w, h, f) = (4, 4, 2);
+        let lr = ramp(w, h);
+        let sr: Vec<f32> = upscale(&lr, 1, h, w, f, Resampler::Bicubic)
+            .iter()
+            .map(|v| v + 3.0)
+            .collect();
+        let mut c = Consistency::new(1, f, true, 0.0, 1).with_map(6, 5);
+        let mut count = vec![true; w * h];
+        count[0] = false; // as if nodata
+        c.add_tile(&sr, &lr, &count, (w, h), (0, w, 0, h), [2, 1, 4, 4]);
+        let m = c.map().unwrap();
+        assert!(m.values[6 + 2].is_nan(), "not compared");
+        assert!(m.values[..6].iter().all(|v| v.is_nan()), "outside the tile");
+        let inside = m.values[2 * 6 + 3]; // tile pixel (1, 1)
+        assert!((inside - 3.0).abs() < 0.5, "{inside}");
     }
 
     #[test]

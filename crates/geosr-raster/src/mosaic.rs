@@ -39,6 +39,8 @@ pub struct MosaicOptions {
 pub struct ConsistencySpec {
     pub antialias: bool,
     pub blur_sigma: f64,
+    /// Also write the per-pixel inconsistency map (`<name>.report.tif`).
+    pub map: bool,
 }
 
 /// Tiles named in the consistency report as the ones to look at.
@@ -177,9 +179,14 @@ impl Mosaic {
         };
         // One block row of every band may wait for the writer thread.
         let writer = RowWriter::start(ds, out, bands);
-        let consistency = opts
-            .consistency
-            .map(|c| Consistency::new(bands, factor, c.antialias, c.blur_sigma, WORST_TILES));
+        let consistency = opts.consistency.map(|c| {
+            let report = Consistency::new(bands, factor, c.antialias, c.blur_sigma, WORST_TILES);
+            if c.map {
+                report.with_map(info.width, info.height)
+            } else {
+                report
+            }
+        });
         let valid = ValidRule::for_raster(&src.info, None);
         let counted = match consistency {
             Some(_) => CountedOnce::new(info.width, info.height, opts.overlap as usize),
@@ -485,7 +492,23 @@ impl Mosaic {
         let text = serde_json::to_string_pretty(&json).expect("the report serialises") + "\n";
         geosr::atomic::write_atomic(&json_path, text.as_bytes())?;
         geosr::atomic::write_atomic(&md_path, md.as_bytes())?;
-        Ok(vec![json_path, md_path])
+        let mut written = vec![json_path, md_path];
+        if let Some(map) = self.consistency.as_ref().and_then(Consistency::map) {
+            let path = report_path(&self.out, "tif");
+            let info = &self.src.info;
+            crate::raster::write_geotiff::<f32>(
+                &path,
+                1,
+                map.width,
+                map.height,
+                &map.values,
+                info.geotransform,
+                &info.crs,
+                Some(f64::NAN),
+            )?;
+            written.push(path);
+        }
+        Ok(written)
     }
 }
 

@@ -304,6 +304,7 @@ fn consistency_spec(settings: &Settings) -> eyre::Result<Option<ConsistencySpec>
     Ok(Some(ConsistencySpec {
         antialias: d.spec.antialias,
         blur_sigma: d.spec.blur_sigma,
+        map: settings.consistency_map,
     }))
 }
 

@@ -306,6 +306,7 @@ fn geotiff_writer_reports_consistency_without_a_reference() {
     model(&run);
     let plan = ScanPlan::new(&lr, None, 16, 2, 2, None).unwrap();
     let write = |shift: f32, report: Option<bool>, out: &Path| {
+        // `Some(true)` also asks for the map.
         let settings = Settings {
             input: lr.clone(),
             output: Some(out.to_path_buf()),
@@ -315,6 +316,7 @@ fn geotiff_writer_reports_consistency_without_a_reference() {
             infer_batch: 2,
             prefetch: 8,
             consistency_report: report,
+            consistency_map: report == Some(true),
             log_dir: dir.path().join("logs"),
             ..Settings::default()
         };
@@ -349,7 +351,7 @@ fn geotiff_writer_reports_consistency_without_a_reference() {
     };
 
     let plain = dir.path().join("plain.tif");
-    write(0.0, None, &plain);
+    write(0.0, Some(true), &plain);
     let r = report(&plain);
     assert!(geosr_raster::mosaic::report_path(&plain, "md").is_file());
     let bands = r["consistency"]["bands"].as_array().unwrap();
@@ -377,6 +379,32 @@ fn geotiff_writer_reports_consistency_without_a_reference() {
         let d = b["bias"].as_f64().unwrap() - p["bias"].as_f64().unwrap();
         assert!((d - 50.0).abs() < 0.5, "bias moved by {d}");
     }
+    // The map (asked for with `consistency_map`): one value per input pixel, the root mean
+    // square over bands of down(SR) − LR, so its mean square is the bands' mean MSE.
+    let map_path = geosr_raster::mosaic::report_path(&plain, "tif");
+    let map = RasterSource::open(&map_path, &[]).unwrap();
+    assert_eq!(
+        (map.info.width, map.info.height, map.info.bands.len()),
+        (64, 48, 1)
+    );
+    let values = read_all(&map_path);
+    let mean_sq = values.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / values.len() as f64;
+    let mse = |b: &serde_json::Value| {
+        let (psnr, range) = (
+            b["lr_psnr"].as_f64().unwrap(),
+            b["lr_range"].as_f64().unwrap(),
+        );
+        range * range / 10f64.powf(psnr / 10.0)
+    };
+    let want = bands.iter().map(mse).sum::<f64>() / 3.0;
+    assert!(
+        (mean_sq - want).abs() < 1e-4 * want,
+        "{mean_sq} against {want}"
+    );
+    assert!(
+        !geosr_raster::mosaic::report_path(&shifted, "tif").exists(),
+        "no map unless asked"
+    );
 
     let quiet = dir.path().join("quiet.tif");
     write(0.0, Some(false), &quiet);
