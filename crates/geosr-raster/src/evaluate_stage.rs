@@ -103,6 +103,52 @@ fn nearest(lr: &TileBatch, f: usize) -> eyre::Result<TileBatch> {
     Ok(lr.derived(c, h * f, w * f, px)?)
 }
 
+/// Which HR pixels of each tile's window hold data: read once per batch, for the VGG scores and
+/// the LR consistency of every method.
+fn hr_masks(run: &RasterRun, hr: &TileBatch) -> geosr::Result<Vec<Vec<bool>>> {
+    hr.tiles
+        .iter()
+        .map(|t| {
+            let [x, y, w, h] = t.window;
+            let px = run.source.read_window(x, y, w, h)?;
+            Ok(run.rule.mask(&px, hr.bands, (w * h) as usize))
+        })
+        .collect()
+}
+
+/// One LR tile as the LR consistency compares with it: native values of its `lw`×`lh` pixels
+/// and which of them have their whole HR block holding data.
+struct LrTile {
+    px: Vec<f32>,
+    valid: Vec<bool>,
+    lw: usize,
+    lh: usize,
+}
+
+/// The LR tiles of a batch, once for every method (`None` for a tile smaller than one LR pixel).
+fn lr_tiles(hr: &TileBatch, lr: &TileBatch, masks: &[Vec<bool>], f: usize) -> Vec<Option<LrTile>> {
+    hr.tiles
+        .iter()
+        .zip(masks)
+        .enumerate()
+        .map(|(i, (t, mask))| {
+            let w = t.window[2] as usize;
+            let (lw, lh) = (w / f, t.window[3] as usize / f);
+            (lw > 0 && lh > 0).then(|| LrTile {
+                px: lr.native_tile(i, lw, lh),
+                valid: (0..lw * lh)
+                    .map(|j| {
+                        let (tx, ty) = (j % lw, j / lw);
+                        (0..f).all(|dy| (0..f).all(|dx| mask[(ty * f + dy) * w + tx * f + dx]))
+                    })
+                    .collect(),
+                lw,
+                lh,
+            })
+        })
+        .collect()
+}
+
 /// Adds one batch of a method to its LR consistency: each SR tile degraded back with the model's
 /// degradation against the LR tile it was made from, over LR pixels whose HR block holds data,
 /// each counted once, away from tile edges ([`CountedOnce`]).
@@ -110,38 +156,28 @@ fn lr_consistency(
     run: &mut RasterRun,
     method: &str,
     hr: &TileBatch,
-    lr: &TileBatch,
+    lr_tiles: &[Option<LrTile>],
     sr: &TileBatch,
     f: usize,
-) -> eyre::Result<()> {
+) {
     let (Some(c), Some(counted)) = (run.consistency.get_mut(method), run.counted.get_mut(method))
     else {
-        return Ok(());
+        return;
     };
-    let bands = hr.bands;
-    for (i, t) in hr.tiles.iter().enumerate() {
-        let [x, y, w, h] = t.window.map(|v| v as usize);
-        let (lw, lh) = (w / f, h / f);
-        if lw == 0 || lh == 0 {
-            continue;
-        }
+    for (i, (t, lr)) in hr.tiles.iter().zip(lr_tiles).enumerate() {
+        let Some(lr) = lr else { continue };
+        let (lw, lh) = (lr.lw, lr.lh);
         let sr_px = sr.native_tile(i, lw * f, lh * f);
-        let lr_px = lr.native_tile(i, lw, lh);
-        // An LR pixel counts when its whole HR block holds data.
-        let hr_px = run
-            .source
-            .read_window(x as u32, y as u32, (lw * f) as u32, (lh * f) as u32)?;
-        let hr_valid = run.rule.mask(&hr_px, bands, lw * f * lh * f);
-        let mut count: Vec<bool> = (0..lw * lh)
-            .map(|i| {
-                let (tx, ty) = (i % lw, i / lw);
-                (0..f).all(|dy| (0..f).all(|dx| hr_valid[(ty * f + dy) * lw * f + tx * f + dx]))
-            })
-            .collect();
-        counted.claim(x / f, y / f, lw, lh, &mut count);
-        c.add_tile(&sr_px, &lr_px, &count, (lw, lh), (0, lw, 0, lh), t.window);
+        let mut count = lr.valid.clone();
+        counted.claim(
+            t.window[0] as usize / f,
+            t.window[1] as usize / f,
+            lw,
+            lh,
+            &mut count,
+        );
+        c.add_tile(&sr_px, &lr.px, &count, (lw, lh), (0, lw, 0, lh), t.window);
     }
-    Ok(())
 }
 
 impl Evaluator {
@@ -230,9 +266,18 @@ impl Evaluator {
                 .add(sr)
                 .map_err(|e| eyre::eyre!("{m}: {e}"))?;
         }
+        let with_lr = p.lr.is_some() && !run.consistency.is_empty();
+        let masks = if self.has_vgg || with_lr {
+            hr_masks(run, &hr)?
+        } else {
+            Vec::new()
+        };
         if let Some(lr) = &p.lr {
-            for (m, sr) in &p.sr {
-                lr_consistency(run, m, &hr, lr, sr, f)?;
+            if with_lr {
+                let tiles = lr_tiles(&hr, lr, &masks, f);
+                for (m, sr) in &p.sr {
+                    lr_consistency(run, m, &hr, &tiles, sr, f);
+                }
             }
             run.mosaics
                 .get_mut("nearest")
@@ -243,21 +288,11 @@ impl Evaluator {
         if self.has_vgg {
             // VGG distances count only on tiles without nodata: a filled wedge would otherwise
             // score as a perfect match.
-            let valid: Vec<bool> = hr
-                .tiles
-                .iter()
-                .map(|t| {
-                    let [x, y, w, h] = t.window;
-                    let px = run.source.read_window(x, y, w, h)?;
-                    Ok(run
-                        .rule
-                        .mask(&px, hr.bands, (w * h) as usize)
-                        .iter()
-                        .all(|v| *v))
-                })
-                .collect::<geosr::Result<_>>()?;
             for s in p.scores.iter().flat_map(|b| &b.0) {
-                if valid.get(s.tile as usize).copied().unwrap_or(false) {
+                let valid = masks
+                    .get(s.tile as usize)
+                    .is_some_and(|m| m.iter().all(|v| *v));
+                if valid {
                     let e = run.vgg.entry(s.method.clone()).or_default();
                     e.0 += s.value;
                     e.1 += 1;
