@@ -23,6 +23,22 @@ fn read_all(p: &Path) -> Vec<f32> {
         .unwrap()
 }
 
+/// Runs `geotiff-writer` on the recorded SR batches, wired from `from`.
+fn run_writer(
+    mut rec: Recording,
+    from: &str,
+    settings: &Settings,
+) -> (
+    eyre::Result<()>,
+    Vec<dora_node_api::integration_testing::OutputJson>,
+) {
+    let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
+    rec.run(&[("sr", from)], settings, |mut node, mut inbox| {
+        geosr_raster::writer::write_super_resolved(&mut node, &mut inbox, settings, &mut counts)
+            .map(drop)
+    })
+}
+
 /// SR batches that arrive out of order and twice: the writer places each by its index and
 /// writes the same raster as when they come in order.
 #[test]
@@ -51,17 +67,7 @@ fn geotiff_writer_places_batches_by_index() {
         for (k, &i) in order.iter().enumerate() {
             rec.input(0.1 + 0.05 * k as f64, "sr", sr[i].to_arrow().unwrap());
         }
-        let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
-        let (result, outputs) =
-            rec.run(&[("sr", "upscale/sr")], &settings, |mut node, mut inbox| {
-                geosr_raster::writer::write_super_resolved(
-                    &mut node,
-                    &mut inbox,
-                    &settings,
-                    &mut counts,
-                )
-                .map(drop)
-            });
+        let (result, outputs) = run_writer(rec, "upscale/sr", &settings);
         result.unwrap();
         requests(&outputs)
     };
@@ -121,11 +127,7 @@ fn geotiff_writer_writes_a_folder_of_scenes_one_file_each() {
         let sr = upscale_batch(&plan.batch(i).unwrap(), 2, Resampler::Bicubic).unwrap();
         rec.input(0.1 + 0.05 * i as f64, "sr", sr.to_arrow().unwrap());
     }
-    let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
-    let (result, outputs) = rec.run(&[("sr", "upscale/sr")], &settings, |mut node, mut inbox| {
-        geosr_raster::writer::write_super_resolved(&mut node, &mut inbox, &settings, &mut counts)
-            .map(drop)
-    });
+    let (result, outputs) = run_writer(rec, "upscale/sr", &settings);
     let err = format!("{:#}", result.unwrap_err());
     assert!(
         err.contains("1 of 4 scenes could not be read")
@@ -329,20 +331,7 @@ fn geotiff_writer_reports_consistency_without_a_reference() {
             }
             rec.input(0.1 + 0.05 * i as f64, "sr", sr.to_arrow().unwrap());
         }
-        let mut counts = geosr::flow::TileCounts::new("geotiff-writer");
-        let (result, _) = rec.run(
-            &[("sr", "unet-infer/sr")],
-            &settings,
-            |mut node, mut inbox| {
-                geosr_raster::writer::write_super_resolved(
-                    &mut node,
-                    &mut inbox,
-                    &settings,
-                    &mut counts,
-                )
-                .map(drop)
-            },
-        );
+        let (result, _) = run_writer(rec, "unet-infer/sr", &settings);
         result.unwrap();
     };
     let report = |out: &Path| -> serde_json::Value {
