@@ -24,7 +24,7 @@
 //! let sr: Vec<f32> = [10.0, 10.0, 20.0, 20.0, 10.0, 10.0, 20.0, 20.0,
 //!                     30.0, 30.0, 40.0, 40.0, 30.0, 30.0, 40.0, 40.0].to_vec();
 //! let mut c = Consistency::new(1, 2, false, 0.0, 5);
-//! c.add_tile(&sr, &lr, &[true; 4], (2, 2), (0, 2, 0, 2), [0, 0, 2, 2]);
+//! c.add_tile(&sr, &lr, &[true; 4], (2, 2), [0, 0, 2, 2]);
 //! let r = c.report([0.0, 1.0, 0.0, 0.0, 0.0, -1.0]);
 //! assert!(r.bands[0].bias.abs() < 1e-6);
 //! assert!(r.bands[0].lr_psnr.is_none()); // identical: no finite PSNR
@@ -163,16 +163,15 @@ impl Consistency {
     }
 
     /// Adds one tile: `sr` (native units, CHW, `size.1·factor` × `size.0·factor`), the `lr`
-    /// pixels of the same window (native, CHW, `size.1` × `size.0`), which LR pixels hold
-    /// data (`valid`, one per pixel), and the LR pixel range counted as this tile's own
-    /// (`x0, x1, y0, y1`, tile coordinates). `window` is the tile's LR window in the input.
+    /// pixels of the same window (native, CHW, `size.1` × `size.0`) and which LR pixels to
+    /// compare (`count`, one per pixel: those that hold data and that this tile counts, see
+    /// [`CountedOnce`]). `window` is the tile's LR window in the input.
     pub fn add_tile(
         &mut self,
         sr: &[f32],
         lr: &[f32],
-        valid: &[bool],
+        count: &[bool],
         size: (usize, usize),
-        own: (usize, usize, usize, usize),
         window: [u32; 4],
     ) {
         let (c, f) = (self.bands, self.factor);
@@ -191,17 +190,16 @@ impl Consistency {
         } else {
             Vec::new()
         };
-        let (x0, x1, y0, y1) = own;
         let mut tile = TileSums {
             window,
             sq: vec![0.0; c],
             n: 0,
         };
         let (lr_plane, sr_plane) = (w * h, sw * sh);
-        for y in y0..y1 {
-            for x in x0..x1 {
+        for y in 0..h {
+            for x in 0..w {
                 let i = y * w + x;
-                if !valid[i] {
+                if !count[i] {
                     continue;
                 }
                 tile.n += 1;
@@ -448,14 +446,11 @@ mod tests {
             .map(|v| v + 5.0)
             .collect();
         let mut c = Consistency::new(1, f, true, 0.0, 3);
-        c.add_tile(
-            &sr,
-            &lr,
-            &vec![true; w * h],
-            (w, h),
-            (2, 6, 2, 6),
-            [0, 0, 8, 8],
-        );
+        // Only the tile's inner 4×4 counts, as a tile with neighbours on every side.
+        let inner: Vec<bool> = (0..w * h)
+            .map(|i| (2..6).contains(&(i % w)) && (2..6).contains(&(i / w)))
+            .collect();
+        c.add_tile(&sr, &lr, &inner, (w, h), [0, 0, 8, 8]);
         let r = c.report([0.0, 30.0, 0.0, 0.0, 0.0, -30.0]);
         let b = &r.bands[0];
         // Inside the tile, bicubic of a ramp degraded back is the ramp: what is left is the +5.
@@ -484,9 +479,9 @@ mod tests {
             .collect();
         let full = vec![true; w * h];
         let mut same = Consistency::new(1, f, true, 0.0, 3);
-        same.add_tile(&bicubic, &lr, &full, (w, h), (0, w, 0, h), [0, 0, 8, 8]);
+        same.add_tile(&bicubic, &lr, &full, (w, h), [0, 0, 8, 8]);
         let mut more = Consistency::new(1, f, true, 0.0, 3);
-        more.add_tile(&stripes, &lr, &full, (w, h), (0, w, 0, h), [0, 0, 8, 8]);
+        more.add_tile(&stripes, &lr, &full, (w, h), [0, 0, 8, 8]);
         let d_same = same.report([0.0; 6]).bands[0].detail_vs_bicubic.unwrap();
         let d_more = more.report([0.0; 6]).bands[0].detail_vs_bicubic.unwrap();
         assert!((d_same - 1.0).abs() < 1e-9, "{d_same}");
@@ -495,7 +490,7 @@ mod tests {
         let mut half = vec![true; w * h];
         half[..w * h / 2].iter_mut().for_each(|v| *v = false);
         let mut masked = Consistency::new(1, f, true, 0.0, 3);
-        masked.add_tile(&stripes, &lr, &half, (w, h), (0, w, 0, h), [0, 0, 8, 8]);
+        masked.add_tile(&stripes, &lr, &half, (w, h), [0, 0, 8, 8]);
         assert_eq!(masked.report([0.0; 6]).lr_pixels, 32);
     }
 
@@ -510,7 +505,7 @@ mod tests {
         let mut c = Consistency::new(1, f, true, 0.0, 1).with_map(6, 5);
         let mut count = vec![true; w * h];
         count[0] = false; // as if nodata
-        c.add_tile(&sr, &lr, &count, (w, h), (0, w, 0, h), [2, 1, 4, 4]);
+        c.add_tile(&sr, &lr, &count, (w, h), [2, 1, 4, 4]);
         let m = c.map().unwrap();
         assert!(m.values[6 + 2].is_nan(), "not compared");
         assert!(m.values[..6].iter().all(|v| v.is_nan()), "outside the tile");
@@ -542,8 +537,8 @@ mod tests {
         let bad: Vec<f32> = good.iter().map(|v| v * 1.5).collect();
         let mut c = Consistency::new(1, f, true, 0.0, 1);
         let full = vec![true; w * h];
-        c.add_tile(&good, &lr, &full, (w, h), (0, w, 0, h), [0, 0, 4, 4]);
-        c.add_tile(&bad, &lr, &full, (w, h), (0, w, 0, h), [4, 0, 4, 4]);
+        c.add_tile(&good, &lr, &full, (w, h), [0, 0, 4, 4]);
+        c.add_tile(&bad, &lr, &full, (w, h), [4, 0, 4, 4]);
         let r = c.report([0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
         assert_eq!(r.worst_tiles.len(), 1);
         assert_eq!(r.worst_tiles[0].lr_window, [4, 0, 4, 4]);

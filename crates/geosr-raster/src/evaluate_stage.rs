@@ -176,7 +176,7 @@ fn lr_consistency(
             lh,
             &mut count,
         );
-        c.add_tile(&sr_px, &lr.px, &count, (lw, lh), (0, lw, 0, lh), t.window);
+        c.add_tile(&sr_px, &lr.px, &count, (lw, lh), t.window);
     }
 }
 

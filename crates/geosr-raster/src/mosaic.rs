@@ -326,7 +326,7 @@ impl Mosaic {
                 let mut count = self.valid.mask(&lr, bands, w * h);
                 let sr = batch.native_tile(i, vw, vh);
                 self.counted.claim(x, y, w, h, &mut count);
-                c.add_tile(&sr, &lr, &count, (w, h), (0, w, 0, h), t.window);
+                c.add_tile(&sr, &lr, &count, (w, h), t.window);
             }
             self.tiles_written += 1;
         }
