@@ -19,6 +19,7 @@ use geosr::error::{Error, Result};
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Mutex;
+use std::thread::ThreadId;
 
 /// Failures kept for [`Watch`]; older ones are dropped.
 const KEPT: usize = 64;
@@ -26,8 +27,29 @@ const KEPT: usize = 64;
 struct Failures {
     /// Failures raised so far in the process.
     count: u64,
-    /// The most recent ones, with their sequence number.
-    recent: VecDeque<(u64, String)>,
+    /// The most recent ones: sequence number, the thread that raised it, message.
+    recent: VecDeque<(u64, Raiser, String)>,
+}
+
+/// The thread a failure was raised on. GDAL calls the handler on the thread that failed, so a
+/// failure raised on one of our own (named) threads concerns only the watches on that thread:
+/// the writing of one scene must not fail on another scene's error, and tests running side by
+/// side must not see each other's. A failure on a thread GDAL started itself (unnamed, such as
+/// its compression workers) concerns every watch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Raiser {
+    Ours(ThreadId),
+    Gdal,
+}
+
+impl Raiser {
+    fn current() -> Self {
+        let t = std::thread::current();
+        match t.name() {
+            Some(_) => Raiser::Ours(t.id()),
+            None => Raiser::Gdal,
+        }
+    }
 }
 
 static FAILURES: Mutex<Failures> = Mutex::new(Failures {
@@ -51,7 +73,8 @@ pub fn setup() {
                 let mut f = FAILURES.lock().unwrap_or_else(|p| p.into_inner());
                 f.count += 1;
                 let n = f.count;
-                f.recent.push_back((n, msg.trim().to_owned()));
+                f.recent
+                    .push_back((n, Raiser::current(), msg.trim().to_owned()));
                 if f.recent.len() > KEPT {
                     f.recent.pop_front();
                 }
@@ -66,13 +89,17 @@ pub fn setup() {
 #[derive(Debug, Clone, Copy)]
 pub struct Watch {
     from: u64,
+    /// The thread it watches (see [`Raiser`]).
+    on: Raiser,
 }
 
 impl Watch {
+    /// Starts watching GDAL's failures on this thread (and on GDAL's own threads).
     pub fn start() -> Self {
         setup();
         Watch {
             from: FAILURES.lock().unwrap_or_else(|p| p.into_inner()).count,
+            on: Raiser::current(),
         }
     }
 
@@ -81,8 +108,10 @@ impl Watch {
         let f = FAILURES.lock().unwrap_or_else(|p| p.into_inner());
         f.recent
             .iter()
-            .filter(|(n, _)| *n > self.from)
-            .map(|(_, m)| m.clone())
+            .filter(|(n, by, _)| {
+                *n > self.from && (*by == self.on || *by == Raiser::Gdal || self.on == Raiser::Gdal)
+            })
+            .map(|(_, _, m)| m.clone())
             .collect()
     }
 
@@ -112,4 +141,29 @@ pub fn checked<T>(
     })?;
     watch.check(path, doing)?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_watch_sees_failures_of_its_own_thread_not_of_another_of_ours() {
+        let watch = Watch::start();
+        std::thread::Builder::new()
+            .name("elsewhere".into())
+            .spawn(|| {
+                let gtiff = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+                assert!(gtiff.create("/nonexistent/a.tif", 8, 8, 1).is_err());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(watch.failures().is_empty(), "{:?}", watch.failures());
+        let gtiff = gdal::DriverManager::get_driver_by_name("GTiff").unwrap();
+        assert!(gtiff.create("/nonexistent/b.tif", 8, 8, 1).is_err());
+        let seen = watch.failures();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].contains("b.tif"), "{seen:?}");
+    }
 }
