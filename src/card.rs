@@ -85,6 +85,9 @@ pub struct Architecture {
     pub width: i64,
     pub upsample: Upsample,
     pub skip: Skip,
+    /// Ends with the consistency layer, which inverts the card's `degradation` (no weights).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub consistency_layer: bool,
 }
 
 /// The network to build: the architecture at a factor.
@@ -96,14 +99,26 @@ pub struct UNetConfig {
     pub width: i64,
     pub upsample: Upsample,
     pub skip: Skip,
+    /// The consistency layer and the degradation it inverts, if the network ends with one.
+    pub consistency: Option<DegradationSpec>,
 }
 
 impl std::fmt::Display for UNetConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} bands, ×{}, depth {}, width {}, {}, skip {}",
-            self.bands, self.factor, self.depth, self.width, self.upsample, self.skip
+            "{} bands, ×{}, depth {}, width {}, {}, skip {}{}",
+            self.bands,
+            self.factor,
+            self.depth,
+            self.width,
+            self.upsample,
+            self.skip,
+            if self.consistency.is_some() {
+                ", consistency layer"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -118,6 +133,9 @@ impl UNetConfig {
             width: s.unet_width as i64,
             upsample: s.upsample,
             skip: s.skip,
+            consistency: s
+                .consistency_layer
+                .then(|| Degradation::from_settings(s).spec),
         }
     }
 
@@ -129,6 +147,7 @@ impl UNetConfig {
             width: self.width,
             upsample: self.upsample,
             skip: self.skip,
+            consistency_layer: self.consistency.is_some(),
         }
     }
 }
@@ -343,6 +362,7 @@ impl ModelCard {
             width: a.width,
             upsample: a.upsample,
             skip: a.skip,
+            consistency: a.consistency_layer.then(|| self.degradation.clone()),
         }
     }
 

@@ -6,7 +6,7 @@
 //! ([`settings`]), the model card and checkpoints ([`card`], [`checkpoint`], [`metrics_log`]),
 //! files written whole ([`atomic`]), metrics ([`metrics`], [`pixel_loss`]), pictures ([`plot`]),
 //! graph checking and run summaries ([`graph`], [`check`], [`summary`]) and logging
-//! ([`telemetry`]).
+//! ([`telemetry`]), and resampling taps shared by the raster stages and the network ([`taps`]).
 //!
 //! The crates beside it keep the two heavy dependencies apart: `geosr-raster` (GDAL: raster
 //! I/O, tiling, degradation, mosaics, evaluation) serves the raster stages, `geosr-torch`
@@ -30,6 +30,7 @@ pub mod settings;
 pub mod stage;
 pub mod summary;
 pub mod telemetry;
+pub mod taps;
 pub mod tile;
 
 pub use error::{Error, Result};

@@ -193,6 +193,9 @@ pub struct Settings {
     /// Interpolated input added to the output so the net learns the residual: `bicubic`,
     /// `bilinear` or `none`.
     pub skip: Skip,
+    /// The consistency layer: the network's output corrected so that degrading it with the
+    /// model's own degradation gives its input back (`geosr_torch::projection`).
+    pub consistency_layer: bool,
     /// Peak learning rate of Adam.
     pub lr: f64,
     /// `cosine` (decay to 5% of `lr`) or `constant`.
@@ -242,6 +245,10 @@ pub struct Settings {
     pub engine: Engine,
     /// Classic resampler of the `upscale` stage: `bilinear`, `bicubic` or `lanczos`.
     pub upscale_method: Resampler,
+    /// `upscale` sends its tiles as native integers (`UInt16`, half the bytes of `f32`) when
+    /// the input raster is `Byte` or `UInt16`: for a writer, which rounds to those integers
+    /// anyway; not for an evaluation, which scores the unrounded values.
+    pub upscale_integer_tiles: bool,
     /// `GTiff` or `COG`.
     pub output_format: OutputFormat,
     /// Crops shown in the evaluation preview PNG (0 = no preview).
@@ -312,6 +319,7 @@ impl Default for Settings {
             unet_width: 32,
             upsample: Upsample::PixelShuffle,
             skip: Skip::Bicubic,
+            consistency_layer: false,
             lr: 1e-3,
             lr_schedule: LrSchedule::Cosine,
             warmup_steps: 20,
@@ -332,6 +340,7 @@ impl Default for Settings {
             infer_batch: 4,
             engine: Engine::Tch,
             upscale_method: Resampler::Bicubic,
+            upscale_integer_tiles: false,
             output_format: OutputFormat::GTiff,
             preview_crops: 3,
             preview_size: 128,

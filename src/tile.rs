@@ -21,7 +21,7 @@
 //! | `factor` | UInt32 | source pixels per tile pixel along each axis: 1 for HR, `downsample_factor` for LR |
 //! | `colour` | Utf8 | comma-separated GDAL colour interpretation of the bands, e.g. `blue,green,red` |
 //! | `band_offset`, `band_scale` | FixedSizeList<Float32, C> | normalisation: native = pixel × scale + offset |
-//! | `pixels` | FixedSizeList<Float32, C·H·W> | the tile, channel-major (CHW), normalised |
+//! | `pixels` | FixedSizeList<Float32, C·H·W> | the tile, channel-major (CHW), normalised; or FixedSizeList<UInt16, C·H·W> in native units (see [`Wire`]) |
 //! | `loss` | Float64, nullable | loss stages: this tile's share of the batch loss (sum = batch loss); `pixels` then hold ∂loss/∂prediction |
 //!
 //! A batch's rows share `batch_id`, `epoch`, `split`, the shape columns and the normalisation.
@@ -38,10 +38,12 @@
 use crate::error::{Error, Result};
 use arrow::array::{
     Array, ArrayRef, AsArray, FixedSizeListArray, Float32Array, Float64Array, StringArray,
-    StructArray, UInt32Array, UInt64Array,
+    StructArray, UInt16Array, UInt32Array, UInt64Array,
 };
 use arrow::buffer::{NullBuffer, ScalarBuffer};
-use arrow::datatypes::{DataType, Field, Fields, Float32Type, Float64Type, UInt32Type, UInt64Type};
+use arrow::datatypes::{
+    DataType, Field, Fields, Float32Type, Float64Type, UInt16Type, UInt32Type, UInt64Type,
+};
 use std::sync::Arc;
 
 /// Which part of the data a batch belongs to.
@@ -82,6 +84,20 @@ pub struct TileGeometry {
     pub nodata: Option<f64>,
 }
 
+/// How a batch's `pixels` travel. A decoded batch always holds normalised `f32`; the wire type
+/// only says what [`TileBatch::into_arrow`] writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Wire {
+    /// Normalised `Float32`: what every stage writes unless it knows better.
+    #[default]
+    Float32,
+    /// `UInt16` in native units (pixel × scale + offset, rounded, clamped to 0–65535): half the
+    /// bytes, for tiles bound for a `UInt16` raster whose values nothing downstream needs finer
+    /// than the integers it will be written as (the classic resamplers: where tiles overlap they
+    /// hold the same values, so rounding before feathering is rounding after it).
+    NativeUInt16,
+}
+
 /// A decoded batch of tiles. See the module documentation for the Arrow layout.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TileBatch {
@@ -102,6 +118,8 @@ pub struct TileBatch {
     pub pixels: Vec<f32>,
     /// Per-tile loss (loss stages only).
     pub loss: Option<Vec<f64>>,
+    /// How `pixels` are written to Arrow.
+    pub wire: Wire,
 }
 
 /// An error when a column holds NaN or an infinity: no stage can use such a value, and one would
@@ -116,7 +134,34 @@ fn finite(name: &str, values: impl Iterator<Item = f64>) -> Result<()> {
     Ok(())
 }
 
-fn schema_fields(c: usize, chw: usize) -> Fields {
+/// Normalised pixels (CHW tiles of `tile_len`) as native `UInt16`: rounded, clamped, NaN as 0.
+fn native_u16(pixels: &[f32], tile_len: usize, offset: &[f32], scale: &[f32]) -> Vec<u16> {
+    let plane = tile_len / offset.len().max(1);
+    let mut out = Vec::with_capacity(pixels.len());
+    for tile in pixels.chunks_exact(tile_len) {
+        for (b, band) in tile.chunks_exact(plane).enumerate() {
+            let (s, o) = (scale[b], offset[b]);
+            // `as u16` saturates and maps NaN to 0.
+            out.extend(band.iter().map(|v| (v * s + o).round() as u16));
+        }
+    }
+    out
+}
+
+/// Native `UInt16` pixels back to normalised `f32`.
+fn normalised_f32(native: &[u16], tile_len: usize, offset: &[f32], scale: &[f32]) -> Vec<f32> {
+    let plane = tile_len / offset.len().max(1);
+    let mut out = Vec::with_capacity(native.len());
+    for tile in native.chunks_exact(tile_len) {
+        for (b, band) in tile.chunks_exact(plane).enumerate() {
+            let (inv, o) = (1.0 / scale[b], offset[b]);
+            out.extend(band.iter().map(|&v| (v as f32 - o) * inv));
+        }
+    }
+    out
+}
+
+fn schema_fields(c: usize, chw: usize, wire: Wire) -> Fields {
     let f32_item = Arc::new(Field::new("item", DataType::Float32, false));
     Fields::from(vec![
         Field::new("batch_id", DataType::UInt64, false),
@@ -154,7 +199,13 @@ fn schema_fields(c: usize, chw: usize) -> Fields {
         ),
         Field::new(
             "pixels",
-            DataType::FixedSizeList(f32_item, chw as i32),
+            DataType::FixedSizeList(
+                match wire {
+                    Wire::Float32 => f32_item,
+                    Wire::NativeUInt16 => Arc::new(Field::new("item", DataType::UInt16, false)),
+                },
+                chw as i32,
+            ),
             false,
         ),
         Field::new("loss", DataType::Float64, true),
@@ -300,8 +351,24 @@ impl TileBatch {
             rep_str(&self.colour),
             f32_list(offsets, c)?,
             f32_list(scales, c)?,
-            // The one large column: handed to Arrow without copying.
-            f32_list(self.pixels, self.bands * self.height * self.width)?,
+            // The one large column: handed to Arrow without copying, or as native integers.
+            match self.wire {
+                Wire::Float32 => f32_list(self.pixels, self.bands * self.height * self.width)?,
+                Wire::NativeUInt16 => {
+                    let native = native_u16(
+                        &self.pixels,
+                        self.bands * self.height * self.width,
+                        &self.band_offset,
+                        &self.band_scale,
+                    );
+                    Arc::new(FixedSizeListArray::try_new(
+                        Arc::new(Field::new("item", DataType::UInt16, false)),
+                        (self.bands * self.height * self.width) as i32,
+                        Arc::new(UInt16Array::new(ScalarBuffer::from(native), None)),
+                        None,
+                    )?)
+                }
+            },
             match self.loss {
                 Some(l) => Arc::new(Float64Array::from(l)),
                 None => Arc::new(Float64Array::new(
@@ -311,7 +378,7 @@ impl TileBatch {
             },
         ];
         Ok(Arc::new(StructArray::try_new(
-            schema_fields(c, c * self.height * self.width),
+            schema_fields(c, c * self.height * self.width, self.wire),
             columns,
             None,
         )?))
@@ -413,8 +480,23 @@ impl TileBatch {
             return Err(Error::Contract("column `band_scale` holds a zero".into()));
         }
         let pixels = list("pixels", tile_len)?;
-        let pixels = prim::<Float32Type>(&pixels, "pixels")?;
-        finite("pixels", pixels.values().iter().map(|v| *v as f64))?;
+        let (pixels, wire) = match pixels.data_type() {
+            DataType::UInt16 => {
+                let native = prim::<UInt16Type>(&pixels, "pixels")?;
+                let pixels = normalised_f32(
+                    native.values(),
+                    tile_len,
+                    &offsets.values()[..bands],
+                    &scales.values()[..bands],
+                );
+                (pixels, Wire::NativeUInt16)
+            }
+            _ => {
+                let pixels = prim::<Float32Type>(&pixels, "pixels")?;
+                finite("pixels", pixels.values().iter().map(|v| *v as f64))?;
+                (pixels.values().to_vec(), Wire::Float32)
+            }
+        };
         let loss = prim::<Float64Type>(col("loss")?, "loss")?;
         let loss = (loss.null_count() == 0).then(|| loss.values().to_vec());
         if let Some(l) = &loss {
@@ -434,8 +516,9 @@ impl TileBatch {
             band_offset: offsets.values()[..bands].to_vec(),
             band_scale: scales.values()[..bands].to_vec(),
             tiles,
-            pixels: pixels.values().to_vec(),
+            pixels,
             loss,
+            wire,
         };
         batch.check()?;
         Ok(batch)
@@ -474,6 +557,7 @@ impl TileBatch {
                 .collect(),
             pixels: (0..n * c * h * w).map(|v| v as f32 * 0.25).collect(),
             loss: None,
+            wire: Wire::Float32,
         }
     }
 
@@ -504,6 +588,7 @@ impl TileBatch {
             tiles,
             pixels,
             loss: None,
+            wire: Wire::Float32,
             ..self.clone_header()
         };
         if c != self.bands {
@@ -527,6 +612,35 @@ impl TileBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integer_tiles_travel_as_native_uint16_and_come_back_normalised() {
+        // native = pixel × 2.5 + 100; pixels count up by 0.25, so natives step by 0.625.
+        let mut b = TileBatch::example(2, 2, 3, 4);
+        b.band_scale = vec![2.5, 2.5];
+        b.band_offset = vec![100.0, 100.0];
+        b.pixels[1] = f32::NAN;
+        b.pixels[2] = -1000.0;
+        b.wire = Wire::NativeUInt16;
+        let array = b.to_arrow().unwrap();
+        let pixels = array.as_struct().column_by_name("pixels").unwrap();
+        assert_eq!(
+            pixels.as_fixed_size_list().value_type(),
+            DataType::UInt16,
+            "half the bytes of f32"
+        );
+        let back = TileBatch::from_arrow(array.as_ref()).unwrap();
+        assert_eq!(back.wire, Wire::NativeUInt16);
+        for (i, (a, v)) in b.pixels.iter().zip(&back.pixels).enumerate() {
+            let native = v * 2.5 + 100.0;
+            let want = match i {
+                1 => 0.0, // NaN
+                2 => 0.0, // below the type's range
+                _ => (a * 2.5 + 100.0).round(),
+            };
+            assert!((native - want).abs() < 1e-3, "pixel {i}: {native} for {want}");
+        }
+    }
 
     #[test]
     fn native_tile_undoes_the_normalisation_and_crops() {

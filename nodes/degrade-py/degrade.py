@@ -88,7 +88,12 @@ def degrade(batch, s):
     f = int(s["factor"])
     if h % f or w % f:
         raise ValueError(f"tile {w}x{h} is not a multiple of factor {f}")
-    hr = col("pixels").flatten().to_numpy(zero_copy_only=False).reshape(n, c, h, w)
+    pixels = col("pixels")
+    if pixels.type.value_type != pa.float32():
+        raise ValueError(
+            f"`pixels` are {pixels.type.value_type}; this stage reads normalised float32 tiles"
+        )
+    hr = pixels.flatten().to_numpy(zero_copy_only=False).reshape(n, c, h, w)
     rows = bilinear_matrix(h, h // f, s["antialias"])
     cols = bilinear_matrix(w, w // f, s["antialias"])
     # columns first, then rows, in float32 like the Rust stage

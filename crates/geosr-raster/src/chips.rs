@@ -7,7 +7,7 @@ use crate::raster::{list_rasters, RasterSource};
 use geosr::card::Normalisation;
 use geosr::error::{Error, Result};
 use geosr::settings::Settings;
-use geosr::tile::{Split, TileBatch, TileGeometry};
+use geosr::tile::{Split, TileBatch, TileGeometry, Wire};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -392,6 +392,7 @@ impl ChipPlan {
             tiles,
             pixels,
             loss: None,
+            wire: Wire::Float32,
         })
     }
 }

@@ -24,58 +24,7 @@ use geosr::error::{Error, Result};
 use geosr::tile::TileBatch;
 use rand::{Rng, SeedableRng};
 
-/// Taps of one output sample: the first input index and the weights from there on.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Taps {
-    pub start: usize,
-    pub weights: Vec<f32>,
-}
-
-/// Bilinear (triangle) resampling taps from `n_in` to `n_out` samples.
-pub fn bilinear_taps(n_in: usize, n_out: usize, antialias: bool) -> Vec<Taps> {
-    let scale = n_in as f64 / n_out as f64;
-    // Widen the kernel only when shrinking.
-    let stretch = if antialias && scale > 1.0 { scale } else { 1.0 };
-    (0..n_out)
-        .map(|i| {
-            let centre = (i as f64 + 0.5) * scale - 0.5;
-            if antialias {
-                // Inputs strictly inside the kernel's support (weights > 0), clipped to the tile.
-                let lo = ((centre - stretch).floor() + 1.0).max(0.0) as usize;
-                let hi = (((centre + stretch).ceil() - 1.0) as usize).min(n_in - 1);
-                let mut w: Vec<f64> = (lo..=hi)
-                    .map(|j| (1.0 - ((j as f64 - centre) / stretch).abs()).max(0.0))
-                    .collect();
-                let sum: f64 = w.iter().sum();
-                w.iter_mut().for_each(|v| *v /= sum);
-                Taps {
-                    start: lo,
-                    weights: w.into_iter().map(|v| v as f32).collect(),
-                }
-            } else {
-                // OpenCV INTER_LINEAR: clamp the centre into the image, two taps.
-                let c = centre.max(0.0);
-                let j0 = (c.floor() as usize).min(n_in - 1);
-                let frac = if j0 + 1 < n_in {
-                    (c - j0 as f64) as f32
-                } else {
-                    0.0
-                };
-                if j0 + 1 < n_in {
-                    Taps {
-                        start: j0,
-                        weights: vec![1.0 - frac, frac],
-                    }
-                } else {
-                    Taps {
-                        start: j0,
-                        weights: vec![1.0],
-                    }
-                }
-            }
-        })
-        .collect()
-}
+pub use geosr::taps::{bilinear_taps, gaussian_taps, Taps};
 
 /// Applies separable taps to a CHW stack of planes.
 pub fn resample_separable(
@@ -130,25 +79,7 @@ pub fn downsample_bilinear(
 
 /// Gaussian blur of CHW planes (kernel radius 3σ, edges renormalised).
 pub fn gaussian_blur(src: &[f32], c: usize, h: usize, w: usize, sigma: f64) -> Vec<f32> {
-    let taps = |n: usize| -> Vec<Taps> {
-        let r = (3.0 * sigma).ceil() as isize;
-        (0..n as isize)
-            .map(|i| {
-                let lo = (i - r).max(0);
-                let hi = (i + r).min(n as isize - 1);
-                let mut wts: Vec<f64> = (lo..=hi)
-                    .map(|j| (-((j - i) as f64).powi(2) / (2.0 * sigma * sigma)).exp())
-                    .collect();
-                let s: f64 = wts.iter().sum();
-                wts.iter_mut().for_each(|v| *v /= s);
-                Taps {
-                    start: lo as usize,
-                    weights: wts.into_iter().map(|v| v as f32).collect(),
-                }
-            })
-            .collect()
-    };
-    resample_separable(src, c, h, w, &taps(h), &taps(w))
+    resample_separable(src, c, h, w, &gaussian_taps(h, sigma), &gaussian_taps(w, sigma))
 }
 
 /// Applying a [`Degradation`] (its description lives in the model card, `geosr::card`).

@@ -55,6 +55,19 @@ pub fn report_path(output: &Path, ext: &str) -> PathBuf {
     output.with_file_name(format!("{stem}.report.{ext}"))
 }
 
+/// Feathering weight of a tile's pixel `d` pixels in from a side that has a neighbour, with `o`
+/// pixels of overlap: zero for the outer quarter, where a tile's own edge handling shows, then a
+/// linear ramp to one at three quarters. Where one tile's weight is 0 its neighbour's is 1, so
+/// every pixel is covered.
+pub fn feather(d: usize, o: usize) -> f32 {
+    if o == 0 {
+        1.0
+    } else {
+        let o = o as f32;
+        ((d as f32 + 0.5 - o / 4.0) / (o / 2.0)).clamp(0.0, 1.0)
+    }
+}
+
 /// The output being assembled.
 pub struct Mosaic {
     src: RasterSource,
@@ -248,18 +261,9 @@ impl Mosaic {
     pub fn add(&mut self, batch: &TileBatch) -> Result<()> {
         let f = self.factor;
         let (th, tw) = (batch.height, batch.width);
-        // Feathering across the overlap `o` (output pixels) on sides that have a neighbour: zero
-        // weight for the outer quarter, where a tile's own edge handling shows, then a linear
-        // ramp to one at three quarters. Where one tile's weight is 0 its neighbour's is 1, so
-        // every pixel is covered; sides on the raster's border keep full weight.
-        let o = (self.opts.overlap as usize * f) as f32;
-        let ramp = move |d: usize| -> f32 {
-            if o <= 0.0 {
-                1.0
-            } else {
-                ((d as f32 + 0.5 - o / 4.0) / (o / 2.0)).clamp(0.0, 1.0)
-            }
-        };
+        // Sides on the raster's border keep full weight ([`feather`] on the others).
+        let o = self.opts.overlap as usize * f;
+        let ramp = move |d: usize| feather(d, o);
         let side = |p: usize, size: usize, low: bool, high: bool| -> f32 {
             let a = if low { ramp(p) } else { 1.0 };
             let b = if high { ramp(size - 1 - p) } else { 1.0 };

@@ -3,7 +3,7 @@
 use crate::raster::RasterSource;
 use geosr::card::ModelCard;
 use geosr::error::{Error, Result};
-use geosr::tile::{Split, TileBatch, TileGeometry};
+use geosr::tile::{Split, TileBatch, TileGeometry, Wire};
 use std::path::Path;
 
 /// The tiles of one raster.
@@ -239,6 +239,7 @@ impl ScanPlan {
             tiles,
             pixels,
             loss: None,
+            wire: Wire::Float32,
         })
     }
 }

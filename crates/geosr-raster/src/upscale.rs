@@ -10,8 +10,12 @@
 //! assert!(hr.iter().all(|v| (v - 2.0).abs() < 1e-5)); // constant stays constant
 //! ```
 use crate::degrade::{resample_separable, Taps};
+use crate::raster::RasterSource;
 use geosr::error::Result;
 use geosr::settings::Resampler;
+use geosr::tile::{TileBatch, Wire};
+use std::collections::HashMap;
+use std::path::Path;
 
 /// A resampling kernel: its radius in input pixels and its weight function.
 type Kernel = (f64, fn(f64) -> f64);
@@ -48,7 +52,6 @@ fn kernel(method: Resampler) -> Kernel {
     }
 }
 
-/// Upsampling taps from `n_in` to `n_in × factor` samples.
 /// Upscales every tile of an LR batch by `f` with `method`, keeping ids and windows.
 pub fn upscale_batch(
     lr: &geosr::tile::TileBatch,
@@ -62,6 +65,65 @@ pub fn upscale_batch(
     lr.derived(lr.bands, lr.height * f, lr.width * f, pixels)
 }
 
+/// Whether rounding each upscaled tile to integers before the mosaic feathers them gives the
+/// mosaic's own rounding: true when every pixel that the feathering blends lies far enough from
+/// its tile's edge that the resampler's taps stay inside the tile, so overlapping tiles hold the
+/// same values there.
+pub fn rounding_before_feathering_is_exact(method: Resampler, factor: usize, overlap: u32) -> bool {
+    let (radius, _) = kernel(method);
+    let o = overlap as usize * factor;
+    // Without overlap nothing is blended. (The far side mirrors this one: a tap it would clamp
+    // has zero weight where the near side's condition holds.)
+    (0..o)
+        .filter(|&d| crate::mosaic::feather(d, o) > 0.0)
+        .all(|d| {
+            let centre = (d as f64 + 0.5) / factor as f64 - 0.5;
+            centre.floor() - radius + 1.0 >= 0.0
+        })
+}
+
+/// How `upscale` sends its tiles: native `UInt16` when asked for, exact
+/// ([`rounding_before_feathering_is_exact`]) and every tile's source raster is `Byte` or `UInt16`
+/// (each source opened once to look); else `f32`.
+pub struct TileWire {
+    integers: bool,
+    bands: Vec<u32>,
+    known: HashMap<String, bool>,
+}
+
+impl TileWire {
+    pub fn new(settings: &geosr::settings::Settings, factor: usize) -> Self {
+        TileWire {
+            integers: settings.upscale_integer_tiles
+                && rounding_before_feathering_is_exact(
+                    settings.upscale_method,
+                    factor,
+                    settings.overlap,
+                ),
+            bands: settings.bands.0.clone(),
+            known: HashMap::new(),
+        }
+    }
+
+    pub fn for_batch(&mut self, batch: &TileBatch) -> Result<Wire> {
+        if !self.integers {
+            return Ok(Wire::Float32);
+        }
+        for t in &batch.tiles {
+            if !self.known.contains_key(&t.source) {
+                let info = RasterSource::open(Path::new(&t.source), &self.bands)?.info;
+                let fits = matches!(info.data_type.as_str(), "Byte" | "UInt8" | "UInt16");
+                self.known.insert(t.source.clone(), fits);
+            }
+            if !self.known[&t.source] {
+                return Ok(Wire::Float32);
+            }
+        }
+        Ok(Wire::NativeUInt16)
+    }
+}
+
+/// Upsampling taps from `n_in` to `n_in × factor` samples.
 pub fn upscale_taps(n_in: usize, factor: usize, method: Resampler) -> Vec<Taps> {
     let (radius, k) = kernel(method);
     let r = radius as isize;
@@ -98,4 +160,24 @@ pub fn upscale(
     let rows = upscale_taps(h, factor, method);
     let cols = upscale_taps(w, factor, method);
     resample_separable(src, c, h, w, &rows, &cols)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_tiles_only_where_overlapping_tiles_agree() {
+        use Resampler::*;
+        // The default overlap (8 LR pixels) leaves 2 pixels unblended: enough for bicubic's
+        // reach, not for Lanczos-3's.
+        assert!(rounding_before_feathering_is_exact(Bicubic, 4, 8));
+        assert!(rounding_before_feathering_is_exact(Bilinear, 2, 8));
+        assert!(!rounding_before_feathering_is_exact(Lanczos, 4, 8));
+        assert!(rounding_before_feathering_is_exact(Lanczos, 4, 16));
+        // An overlap of 4 leaves one pixel: bilinear only.
+        assert!(rounding_before_feathering_is_exact(Bilinear, 2, 4));
+        assert!(!rounding_before_feathering_is_exact(Bicubic, 2, 4));
+        assert!(rounding_before_feathering_is_exact(Lanczos, 3, 0));
+    }
 }

@@ -6,6 +6,7 @@ use common::*;
 use geosr_raster::mosaic::{Mosaic, MosaicOptions};
 use geosr_raster::raster::RasterSource;
 use geosr_raster::scan::ScanPlan;
+use geosr::tile::{TileBatch, Wire};
 use std::path::Path;
 
 fn opts(overlap: u32) -> MosaicOptions {
@@ -26,6 +27,19 @@ fn upscale_raster(
     tile: u32,
     overlap: u32,
 ) -> usize {
+    upscale_raster_over(src, out, factor, method, tile, overlap, None)
+}
+
+/// [`upscale_raster`] with each SR batch sent through Arrow as `wire` on its way to the mosaic.
+fn upscale_raster_over(
+    src: &Path,
+    out: &Path,
+    factor: usize,
+    method: &str,
+    tile: u32,
+    overlap: u32,
+    wire: Option<Wire>,
+) -> usize {
     let plan = ScanPlan::new(src, None, tile, overlap, 3, None).unwrap();
     let mut m = Mosaic::create(src, out, factor, opts(overlap)).unwrap();
     let mut peak = 0;
@@ -42,9 +56,13 @@ fn upscale_raster(
                 method.parse().unwrap(),
             ));
         }
-        let sr = lr
+        let mut sr = lr
             .derived(lr.bands, lr.height * factor, lr.width * factor, px)
             .unwrap();
+        if let Some(wire) = wire {
+            sr.wire = wire;
+            sr = TileBatch::from_arrow(sr.into_arrow().unwrap().as_ref()).unwrap();
+        }
         m.add(&sr).unwrap();
         peak = peak.max(m.buffer_bytes());
     }
@@ -87,6 +105,31 @@ fn georeferencing_size_and_type_follow_the_input() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 1, "no temporary files left: {names:?}");
+}
+
+#[test]
+fn integer_tiles_write_the_same_raster_where_the_rule_allows_them() {
+    use geosr::settings::Resampler;
+    use geosr_raster::upscale::rounding_before_feathering_is_exact as exact;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("scene.tif");
+    uint16_scene(&src, 3, 150, 110);
+    let run = |name: &str, method: &str, overlap: u32, wire: Wire| {
+        let out = dir.path().join(format!("{name}.tif"));
+        upscale_raster_over(&src, &out, 4, method, 48, overlap, Some(wire));
+        read_all(&out).1
+    };
+    // Bicubic at the default overlap: the rule allows integers, and the raster is the same.
+    assert!(exact(Resampler::Bicubic, 4, 8));
+    let f32_tiles = run("f32", "bicubic", 8, Wire::Float32);
+    assert_eq!(f32_tiles, run("u16", "bicubic", 8, Wire::NativeUInt16));
+    // Lanczos at the same overlap: the rule refuses, and rightly: rounding first would differ.
+    assert!(!exact(Resampler::Lanczos, 4, 8));
+    let a = run("lanczos-f32", "lanczos", 8, Wire::Float32);
+    let b = run("lanczos-u16", "lanczos", 8, Wire::NativeUInt16);
+    let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(differ > 0 && worst <= 1.0, "{differ} pixels differ, by up to {worst}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! skip, as `upsample_bicubic2d(align_corners = false)`), `Concat`, `DepthToSpace` (CRD, which is
 //! pixel shuffle) or `ConvTranspose`, and `Add`. Batch, height and width are dynamic; weights are
 //! stored in the file.
+use crate::projection::{Conv1d, LrProjection, Ops};
 use crate::unet::UNetConfig;
 use geosr::error::{Error, Result};
 use geosr::settings::{Skip, Upsample};
@@ -75,9 +76,11 @@ pub struct AttributeProto {
     pub i: i64,
     #[prost(bytes = "vec", tag = "4")]
     pub s: Vec<u8>,
+    #[prost(message, optional, tag = "5")]
+    pub t: Option<TensorProto>,
     #[prost(int64, repeated, tag = "8")]
     pub ints: Vec<i64>,
-    /// AttributeType: FLOAT = 1, INT = 2, STRING = 3, INTS = 7.
+    /// AttributeType: FLOAT = 1, INT = 2, STRING = 3, TENSOR = 4, INTS = 7.
     #[prost(int32, tag = "20")]
     pub r#type: i32,
 }
@@ -162,6 +165,16 @@ fn attr_str(name: &str, v: &str) -> AttributeProto {
         name: name.into(),
         s: v.as_bytes().to_vec(),
         r#type: 3,
+        ..Default::default()
+    }
+}
+
+fn raw_floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: 1,
+        name: name.into(),
+        raw_data: values.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ..Default::default()
     }
 }
@@ -287,6 +300,72 @@ impl Builder<'_> {
     }
 }
 
+/// The consistency layer as ONNX nodes: the same steps as on libtorch.
+impl Ops for Builder<'_> {
+    type T = String;
+    fn conv1d(&mut self, x: &String, k: &Conv1d, axis: usize, transpose: bool) -> String {
+        let l = k.kernel.len() as i64;
+        let (shape, strides, pads) = if axis == 2 {
+            ([l, 1], [k.stride, 1], [k.pad, 0, k.pad, 0])
+        } else {
+            ([1, l], [1, k.stride], [0, k.pad, 0, k.pad])
+        };
+        let name = self.fresh("projection_kernel");
+        let weights: Vec<f32> = (0..k.bands).flat_map(|_| k.kernel.clone()).collect();
+        self.graph
+            .initializer
+            .push(raw_floats(&name, &[k.bands, 1, shape[0], shape[1]], &weights));
+        self.node(
+            if transpose { "ConvTranspose" } else { "Conv" },
+            &[x, &name],
+            vec![
+                attr_ints("kernel_shape", &shape),
+                attr_ints("strides", &strides),
+                attr_ints("pads", &pads),
+                attr_int("group", k.bands),
+            ],
+        )
+    }
+    fn ones_like(&mut self, x: &String) -> String {
+        let shape = self.node("Shape", &[x], vec![]);
+        let one = AttributeProto {
+            name: "value".into(),
+            t: Some(raw_floats("", &[1], &[1.0])),
+            r#type: 4,
+            ..Default::default()
+        };
+        self.node("ConstantOfShape", &[&shape], vec![one])
+    }
+    fn add(&mut self, a: &String, b: &String) -> String {
+        self.node("Add", &[a, b], vec![])
+    }
+    fn sub(&mut self, a: &String, b: &String) -> String {
+        self.node("Sub", &[a, b], vec![])
+    }
+    fn mul(&mut self, a: &String, b: &String) -> String {
+        self.node("Mul", &[a, b], vec![])
+    }
+    fn div(&mut self, a: &String, b: &String) -> String {
+        self.node("Div", &[a, b], vec![])
+    }
+    fn sum_hw(&mut self, x: &String) -> String {
+        let axes = self.fresh("axes");
+        self.graph.initializer.push(TensorProto {
+            dims: vec![2],
+            data_type: 7,
+            name: axes.clone(),
+            raw_data: [2i64, 3].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        self.node("ReduceSum", &[x, &axes], vec![attr_int("keepdims", 1)])
+    }
+    fn at_least(&mut self, x: &String, v: f32) -> String {
+        let c = self.fresh("floor");
+        let c = self.constant(&c, &[v]);
+        self.node("Max", &[x, &c], vec![])
+    }
+}
+
 /// Writes the U-Net with weights `vars` (names as in its VarStore) as an ONNX model with input
 /// `lr` (N×C×h×w) and output `sr` (N×C×fh×fw).
 pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
@@ -351,6 +430,10 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
         }
         _ => residual,
     };
+    let out = match &cfg.consistency {
+        Some(spec) => LrProjection::new(cfg.bands, cfg.factor, spec).apply(&mut b, &out, &"lr".to_owned()),
+        None => out,
+    };
     b.graph.node.push(NodeProto {
         input: vec![out],
         output: vec!["sr".into()],
@@ -365,8 +448,20 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
         producer_version: env!("CARGO_PKG_VERSION").into(),
         // The configuration in the words earlier exports used, so the file does not change.
         doc_string: format!(
-            "geosr U-Net UNetConfig {{ bands: {}, factor: {}, depth: {}, width: {}, upsample: \"{}\", skip: \"{}\" }}",
-            cfg.bands, cfg.factor, cfg.depth, cfg.width, cfg.upsample, cfg.skip
+            "geosr U-Net UNetConfig {{ bands: {}, factor: {}, depth: {}, width: {}, upsample: \"{}\", skip: \"{}\" }}{}",
+            cfg.bands,
+            cfg.factor,
+            cfg.depth,
+            cfg.width,
+            cfg.upsample,
+            cfg.skip,
+            match &cfg.consistency {
+                Some(d) => format!(
+                    " with the consistency layer (antialias {}, blur_sigma {})",
+                    d.antialias, d.blur_sigma
+                ),
+                None => String::new(),
+            }
         ),
         graph: Some(b.graph),
         opset_import: vec![OperatorSetIdProto {

@@ -76,7 +76,9 @@ impl Trainer {
     /// Starts from the weights of an earlier run's checkpoint (`init_from`): same architecture,
     /// bands and factor; the optimiser starts afresh.
     pub fn init_from(&mut self, ckpt: &LoadedCheckpoint, factor: u32) -> Result<()> {
-        let theirs = ckpt.card.unet_config();
+        let mut theirs = ckpt.card.unet_config();
+        // The consistency layer has no weights: either way round, the weights fit.
+        theirs.consistency = self.net.config().consistency.clone();
         if theirs.bands != self.net.config().bands {
             return Err(Error::checkpoint(
                 &ckpt.dir,

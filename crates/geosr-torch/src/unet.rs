@@ -3,18 +3,21 @@
 //! so it learns only the residual detail.
 //!
 //! The last convolution starts at zero, so an untrained network reproduces the bicubic (or
-//! bilinear) skip exactly and training can only move it away from there.
+//! bilinear) skip exactly and training can only move it away from there. With a consistency
+//! layer ([`crate::projection`]) the output is then projected so that the model's degradation
+//! gives the input back.
 //!
 //! ```
-//! use geosr::settings::{Skip, Upsample};
+//! //! use geosr::settings::{Skip, Upsample};
 //! use geosr_torch::unet::{UNet, UNetConfig};
-//! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: Upsample::PixelShuffle, skip: Skip::Bicubic };
+//! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: Upsample::PixelShuffle, skip: Skip::Bicubic, consistency: None };
 //! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
 //! let net = UNet::new(&vs.root(), &cfg);
 //! let sr = net.forward(&tch::Tensor::zeros([1, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu)));
 //! assert_eq!(sr.size(), [1, 3, 64, 64]);
 //! ```
 pub use geosr::card::UNetConfig;
+use crate::projection::{LrProjection, TchOps};
 use geosr::settings::{Skip, Upsample};
 use tch::{nn, nn::Module, Tensor};
 
@@ -54,6 +57,7 @@ pub struct UNet {
     up: Vec<nn::Conv2D>,
     dec: Vec<Block>,
     tail: Tail,
+    consistency: Option<LrProjection>,
 }
 
 impl UNet {
@@ -120,6 +124,10 @@ impl UNet {
             up,
             dec,
             tail,
+            consistency: cfg
+                .consistency
+                .as_ref()
+                .map(|spec| LrProjection::new(cfg.bands, cfg.factor, spec)),
         }
     }
 
@@ -149,9 +157,13 @@ impl UNet {
             Tail::Shuffle(conv) => x.apply(conv).pixel_shuffle(self.cfg.factor),
             Tail::Deconv(deconv) => deconv.forward(&x),
         };
-        match interpolate(lr, self.cfg.factor, self.cfg.skip) {
+        let sr = match interpolate(lr, self.cfg.factor, self.cfg.skip) {
             Some(base) => base + residual,
             None => residual,
+        };
+        match &self.consistency {
+            Some(layer) => layer.apply(&mut TchOps, &sr, lr),
+            None => sr,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! under libtorch.
 #[path = "../../../tests/common/mod.rs"]
 mod common;
+use geosr::card::DegradationSpec;
 use geosr::settings::{Skip, Upsample};
 use geosr_torch::infer::{Engine, OrtEngine};
 use geosr_torch::unet::{UNet, UNetConfig};
@@ -43,11 +44,23 @@ fn parity(cfg: UNetConfig) {
 
 #[test]
 fn ort_matches_tch_for_every_variant() {
-    for (depth, upsample, skip, factor, bands) in [
-        (2, Upsample::PixelShuffle, Skip::Bicubic, 4, 3),
-        (1, Upsample::PixelShuffle, Skip::Bilinear, 2, 4),
-        (2, Upsample::Deconv, Skip::None, 3, 1),
-        (1, Upsample::Deconv, Skip::Bicubic, 8, 3),
+    let layer = |antialias: bool, blur_sigma: f64| {
+        Some(DegradationSpec {
+            antialias,
+            blur_sigma,
+            noise_std: 0.0,
+            jpeg_quality: None,
+        })
+    };
+    for (depth, upsample, skip, factor, bands, consistency) in [
+        (2, Upsample::PixelShuffle, Skip::Bicubic, 4, 3, None),
+        (1, Upsample::PixelShuffle, Skip::Bilinear, 2, 4, None),
+        (2, Upsample::Deconv, Skip::None, 3, 1, None),
+        (1, Upsample::Deconv, Skip::Bicubic, 8, 3, None),
+        // The consistency layer, with and without blur, at even and odd factors.
+        (2, Upsample::PixelShuffle, Skip::Bicubic, 4, 3, layer(true, 0.0)),
+        (1, Upsample::PixelShuffle, Skip::Bicubic, 3, 2, layer(true, 1.0)),
+        (1, Upsample::Deconv, Skip::None, 2, 1, layer(false, 0.0)),
     ] {
         parity(UNetConfig {
             bands,
@@ -56,6 +69,7 @@ fn ort_matches_tch_for_every_variant() {
             width: 8,
             upsample,
             skip,
+            consistency,
         });
     }
 }

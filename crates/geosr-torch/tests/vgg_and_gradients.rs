@@ -134,6 +134,7 @@ fn compare_protocol_with_autograd(loss: &dyn LossFn, bands: i64, colour: &str) {
         width: 8,
         upsample: geosr::settings::Upsample::PixelShuffle,
         skip: geosr::settings::Skip::Bicubic,
+        consistency: None,
     };
     let vs = VarStore::new(Device::Cpu);
     let net = UNet::new(&vs.root(), &cfg);

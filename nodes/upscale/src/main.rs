@@ -13,12 +13,12 @@ fn main() -> ExitCode {
         let card = geosr::checkpoint::model_card_of(&settings)?;
         let f = geosr::card::factor_for(&settings, card.as_ref()) as usize;
         let method = settings.upscale_method;
+        let mut wire = geosr_raster::upscale::TileWire::new(&settings, f);
         tracing::info!(factor = f, method = %method, "upscale ready");
         geosr::stage::map_batches(node, inbox, &settings.log_dir, |_, lr| {
-            Ok((
-                "sr".into(),
-                geosr_raster::upscale::upscale_batch(&lr, f, method)?,
-            ))
+            let mut sr = geosr_raster::upscale::upscale_batch(&lr, f, method)?;
+            sr.wire = wire.for_batch(&sr)?;
+            Ok(("sr".into(), sr))
         })
     })
 }
