@@ -29,8 +29,8 @@ pub mod scores;
 pub mod settings;
 pub mod stage;
 pub mod summary;
-pub mod telemetry;
 pub mod taps;
+pub mod telemetry;
 pub mod tile;
 
 pub use error::{Error, Result};

@@ -638,7 +638,10 @@ mod tests {
                 2 => 0.0, // below the type's range
                 _ => (a * 2.5 + 100.0).round(),
             };
-            assert!((native - want).abs() < 1e-3, "pixel {i}: {native} for {want}");
+            assert!(
+                (native - want).abs() < 1e-3,
+                "pixel {i}: {native} for {want}"
+            );
         }
     }
 

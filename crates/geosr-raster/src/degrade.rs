@@ -79,7 +79,14 @@ pub fn downsample_bilinear(
 
 /// Gaussian blur of CHW planes (kernel radius 3σ, edges renormalised).
 pub fn gaussian_blur(src: &[f32], c: usize, h: usize, w: usize, sigma: f64) -> Vec<f32> {
-    resample_separable(src, c, h, w, &gaussian_taps(h, sigma), &gaussian_taps(w, sigma))
+    resample_separable(
+        src,
+        c,
+        h,
+        w,
+        &gaussian_taps(h, sigma),
+        &gaussian_taps(w, sigma),
+    )
 }
 
 /// Applying a [`Degradation`] (its description lives in the model card, `geosr::card`).

@@ -3,10 +3,10 @@
 #[path = "../../../tests/common/mod.rs"]
 mod common;
 use common::*;
+use geosr::tile::{TileBatch, Wire};
 use geosr_raster::mosaic::{Mosaic, MosaicOptions};
 use geosr_raster::raster::RasterSource;
 use geosr_raster::scan::ScanPlan;
-use geosr::tile::{TileBatch, Wire};
 use std::path::Path;
 
 fn opts(overlap: u32) -> MosaicOptions {
@@ -128,8 +128,15 @@ fn integer_tiles_write_the_same_raster_where_the_rule_allows_them() {
     let a = run("lanczos-f32", "lanczos", 8, Wire::Float32);
     let b = run("lanczos-u16", "lanczos", 8, Wire::NativeUInt16);
     let differ = a.iter().zip(&b).filter(|(x, y)| x != y).count();
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(differ > 0 && worst <= 1.0, "{differ} pixels differ, by up to {worst}");
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        differ > 0 && worst <= 1.0,
+        "{differ} pixels differ, by up to {worst}"
+    );
 }
 
 #[test]

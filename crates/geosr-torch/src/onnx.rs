@@ -312,9 +312,11 @@ impl Ops for Builder<'_> {
         };
         let name = self.fresh("projection_kernel");
         let weights: Vec<f32> = (0..k.bands).flat_map(|_| k.kernel.clone()).collect();
-        self.graph
-            .initializer
-            .push(raw_floats(&name, &[k.bands, 1, shape[0], shape[1]], &weights));
+        self.graph.initializer.push(raw_floats(
+            &name,
+            &[k.bands, 1, shape[0], shape[1]],
+            &weights,
+        ));
         self.node(
             if transpose { "ConvTranspose" } else { "Conv" },
             &[x, &name],
@@ -431,7 +433,9 @@ pub fn export_unet(cfg: &UNetConfig, vars: &HashMap<String, Tensor>, path: &Path
         _ => residual,
     };
     let out = match &cfg.consistency {
-        Some(spec) => LrProjection::new(cfg.bands, cfg.factor, spec).apply(&mut b, &out, &"lr".to_owned()),
+        Some(spec) => {
+            LrProjection::new(cfg.bands, cfg.factor, spec).apply(&mut b, &out, &"lr".to_owned())
+        }
         None => out,
     };
     b.graph.node.push(NodeProto {

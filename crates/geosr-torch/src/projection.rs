@@ -247,12 +247,12 @@ fn toeplitz_inverse_row(g: &[f64], radius: usize) -> Vec<f64> {
         })
         .collect();
     for c in 0..n {
-        let pivot = a[c][c];
-        for r in c + 1..n {
-            let m = a[r][c] / pivot;
+        let pivot_row = a[c].clone();
+        for row in a.iter_mut().skip(c + 1) {
+            let m = row[c] / pivot_row[c];
             if m != 0.0 {
-                for k in c..=n {
-                    a[r][k] -= m * a[c][k];
+                for (v, p) in row[c..].iter_mut().zip(&pivot_row[c..]) {
+                    *v -= m * p;
                 }
             }
         }
@@ -271,7 +271,11 @@ pub struct TchOps;
 impl TchOps {
     fn weight(k: &Conv1d, axis: usize, like: &Tensor) -> Tensor {
         let l = k.kernel.len() as i64;
-        let shape = if axis == 2 { [1, 1, l, 1] } else { [1, 1, 1, l] };
+        let shape = if axis == 2 {
+            [1, 1, l, 1]
+        } else {
+            [1, 1, 1, l]
+        };
         Tensor::from_slice(&k.kernel)
             .to_kind(like.kind())
             .to_device(like.device())

@@ -16,8 +16,8 @@
 //! let sr = net.forward(&tch::Tensor::zeros([1, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu)));
 //! assert_eq!(sr.size(), [1, 3, 64, 64]);
 //! ```
-pub use geosr::card::UNetConfig;
 use crate::projection::{LrProjection, TchOps};
+pub use geosr::card::UNetConfig;
 use geosr::settings::{Skip, Upsample};
 use tch::{nn, nn::Module, Tensor};
 

@@ -58,8 +58,22 @@ fn ort_matches_tch_for_every_variant() {
         (2, Upsample::Deconv, Skip::None, 3, 1, None),
         (1, Upsample::Deconv, Skip::Bicubic, 8, 3, None),
         // The consistency layer, with and without blur, at even and odd factors.
-        (2, Upsample::PixelShuffle, Skip::Bicubic, 4, 3, layer(true, 0.0)),
-        (1, Upsample::PixelShuffle, Skip::Bicubic, 3, 2, layer(true, 1.0)),
+        (
+            2,
+            Upsample::PixelShuffle,
+            Skip::Bicubic,
+            4,
+            3,
+            layer(true, 0.0),
+        ),
+        (
+            1,
+            Upsample::PixelShuffle,
+            Skip::Bicubic,
+            3,
+            2,
+            layer(true, 1.0),
+        ),
         (1, Upsample::Deconv, Skip::None, 2, 1, layer(false, 0.0)),
     ] {
         parity(UNetConfig {

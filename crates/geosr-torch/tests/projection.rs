@@ -24,19 +24,30 @@ fn raster_degrade(sr: &Tensor, factor: u32, spec: &DegradationSpec) -> Vec<f32> 
         factor,
         spec: spec.clone(),
     };
-    let [n, c, h, w] = sr.size()[..] else { panic!() };
+    let [n, c, h, w] = sr.size()[..] else {
+        panic!()
+    };
     let px = values(sr);
     let len = (c * h * w) as usize;
     (0..n as usize)
         .flat_map(|i| {
-            d.apply(&px[i * len..(i + 1) * len], c as usize, h as usize, w as usize, 0)
-                .unwrap()
+            d.apply(
+                &px[i * len..(i + 1) * len],
+                c as usize,
+                h as usize,
+                w as usize,
+                0,
+            )
+            .unwrap()
         })
         .collect()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Worst |D·SR − LR| after the layer, and worst |D_layer − D_raster| on the raw SR.
@@ -61,8 +72,13 @@ fn the_layer_reproduces_the_input_under_the_models_degradation() {
     for factor in [2, 3, 4, 8] {
         for antialias in [true, false] {
             let (residual, gap) = check(factor, &spec(antialias, 0.0));
-            eprintln!("×{factor} antialias {antialias}: residual {residual:.2e}, operator gap {gap:.2e}");
-            assert!(gap < 1e-5, "×{factor}: the layer's D differs from degrade by {gap}");
+            eprintln!(
+                "×{factor} antialias {antialias}: residual {residual:.2e}, operator gap {gap:.2e}"
+            );
+            assert!(
+                gap < 1e-5,
+                "×{factor}: the layer's D differs from degrade by {gap}"
+            );
             assert!(residual < 1e-5, "×{factor}: D·SR − LR up to {residual}");
         }
     }
