@@ -338,6 +338,25 @@ impl Ops for Builder<'_> {
         };
         self.node("ConstantOfShape", &[&shape], vec![one])
     }
+    fn first(&mut self, x: &String, axis: usize) -> String {
+        let mut int64s = |name: &str, v: i64| {
+            let name = self.fresh(name);
+            self.graph.initializer.push(TensorProto {
+                dims: vec![1],
+                data_type: 7,
+                name: name.clone(),
+                raw_data: v.to_le_bytes().to_vec(),
+                ..Default::default()
+            });
+            name
+        };
+        let (starts, ends, axes) = (
+            int64s("starts", 0),
+            int64s("ends", 1),
+            int64s("axes", axis as i64),
+        );
+        self.node("Slice", &[x, &starts, &ends, &axes], vec![])
+    }
     fn add(&mut self, a: &String, b: &String) -> String {
         self.node("Add", &[a, b], vec![])
     }

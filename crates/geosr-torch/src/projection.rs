@@ -48,6 +48,8 @@ pub trait Ops {
     fn conv1d(&mut self, x: &Self::T, k: &Conv1d, axis: usize, transpose: bool) -> Self::T;
     /// A tensor of ones shaped like `x`.
     fn ones_like(&mut self, x: &Self::T) -> Self::T;
+    /// The first element along `axis`, the axis kept (size 1).
+    fn first(&mut self, x: &Self::T, axis: usize) -> Self::T;
     fn add(&mut self, a: &Self::T, b: &Self::T) -> Self::T;
     fn sub(&mut self, a: &Self::T, b: &Self::T) -> Self::T;
     fn mul(&mut self, a: &Self::T, b: &Self::T) -> Self::T;
@@ -85,6 +87,13 @@ impl Conv1d {
             pad: pad as i64,
         }
     }
+}
+
+/// `D`'s edge renormalisation per axis (rows, columns): of the blur at SR size, of the
+/// downsampling at LR size; each one pixel wide across the other axis.
+struct Norms<T> {
+    blur: [Option<T>; 2],
+    down: [T; 2],
 }
 
 /// The layer for one band count, factor and degradation.
@@ -127,39 +136,69 @@ impl LrProjection {
         o.conv1d(&rows, k, 3, transpose)
     }
 
-    /// The fixed parts of `D` for an SR tensor: the edge renormalisation of the blur (at SR
-    /// size) and of the downsampling (at LR size).
-    fn norms<O: Ops>(&self, o: &mut O, sr: &O::T) -> (Option<O::T>, O::T) {
-        let ones = o.ones_like(sr);
-        let blur = self
-            .blur
-            .as_ref()
-            .map(|b| Self::separable(o, &ones, b, false));
-        (blur, Self::separable(o, &ones, &self.down, false))
+    /// The edge renormalisation of `D` along each axis, from a one-pixel-wide slice of the SR
+    /// tensor: `D`'s renormalisation is a product of one per axis, so `D` is separable.
+    fn norms<O: Ops>(&self, o: &mut O, sr: &O::T) -> Norms<O::T> {
+        let mut axis_norms = |axis: usize| {
+            let other = if axis == 2 { 3 } else { 2 };
+            let line = o.first(sr, other);
+            let ones = o.ones_like(&line);
+            let blur = self.blur.as_ref().map(|b| o.conv1d(&ones, b, axis, false));
+            let down = o.conv1d(&ones, &self.down, axis, false);
+            (blur, down)
+        };
+        let (blur_rows, down_rows) = axis_norms(2);
+        let (blur_cols, down_cols) = axis_norms(3);
+        Norms {
+            blur: [blur_rows, blur_cols],
+            down: [down_rows, down_cols],
+        }
     }
 
-    fn forward<O: Ops>(&self, o: &mut O, x: &O::T, norms: &(Option<O::T>, O::T)) -> O::T {
-        let blurred = match (&self.blur, &norms.0) {
-            (Some(b), Some(n)) => {
-                let s = Self::separable(o, x, b, false);
-                Some(o.div(&s, n))
+    /// `D` along one axis (2: rows, 3: columns).
+    fn down_axis<O: Ops>(&self, o: &mut O, x: &O::T, axis: usize, n: &Norms<O::T>) -> O::T {
+        let i = axis - 2;
+        let blurred = match (&self.blur, &n.blur[i]) {
+            (Some(b), Some(norm)) => {
+                let s = o.conv1d(x, b, axis, false);
+                Some(o.div(&s, norm))
             }
             _ => None,
         };
-        let d = Self::separable(o, blurred.as_ref().unwrap_or(x), &self.down, false);
-        o.div(&d, &norms.1)
+        let d = o.conv1d(blurred.as_ref().unwrap_or(x), &self.down, axis, false);
+        o.div(&d, &n.down[i])
     }
 
-    fn adjoint<O: Ops>(&self, o: &mut O, y: &O::T, norms: &(Option<O::T>, O::T)) -> O::T {
-        let y = o.div(y, &norms.1);
-        let up = Self::separable(o, &y, &self.down, true);
-        match (&self.blur, &norms.0) {
-            (Some(b), Some(n)) => {
-                let up = o.div(&up, n);
-                Self::separable(o, &up, b, true)
+    /// `Dᵀ` along one axis.
+    fn up_axis<O: Ops>(&self, o: &mut O, y: &O::T, axis: usize, n: &Norms<O::T>) -> O::T {
+        let i = axis - 2;
+        let y = o.div(y, &n.down[i]);
+        let up = o.conv1d(&y, &self.down, axis, true);
+        match (&self.blur, &n.blur[i]) {
+            (Some(b), Some(norm)) => {
+                let up = o.div(&up, norm);
+                o.conv1d(&up, b, axis, true)
             }
             _ => up,
         }
+    }
+
+    fn forward<O: Ops>(&self, o: &mut O, x: &O::T, n: &Norms<O::T>) -> O::T {
+        let rows = self.down_axis(o, x, 2, n);
+        self.down_axis(o, &rows, 3, n)
+    }
+
+    fn adjoint<O: Ops>(&self, o: &mut O, y: &O::T, n: &Norms<O::T>) -> O::T {
+        let cols = self.up_axis(o, y, 3, n);
+        self.up_axis(o, &cols, 2, n)
+    }
+
+    /// `DDᵀ` on an LR tensor, one axis at a time, so nothing is ever at SR size in both axes.
+    fn gram<O: Ops>(&self, o: &mut O, p: &O::T, n: &Norms<O::T>) -> O::T {
+        let up = self.up_axis(o, p, 3, n);
+        let cols = self.down_axis(o, &up, 3, n);
+        let up = self.up_axis(o, &cols, 2, n);
+        self.down_axis(o, &up, 2, n)
     }
 
     /// `D·sr`: the SR tensor degraded as the model's degradation does (its deterministic part).
@@ -180,8 +219,7 @@ impl LrProjection {
         let mut p = y;
         let mut z: Option<O::T> = None;
         for step in 0..ITERATIONS {
-            let up = self.adjoint(o, &p, &norms);
-            let q = self.forward(o, &up, &norms);
+            let q = self.gram(o, &p, &norms);
             let pq = o.mul(&p, &q);
             let pq = o.sum_hw(&pq);
             let pq = o.at_least(&pq, TINY);
@@ -296,11 +334,20 @@ impl Ops for TchOps {
         if transpose {
             x.conv_transpose2d(&w, None::<Tensor>, stride, pad, [0, 0], k.bands, [1, 1])
         } else {
-            x.conv2d(&w, None::<Tensor>, stride, pad, [1, 1], k.bands)
+            // One plane per image and no groups: libtorch's plain convolution is faster on the
+            // CPU than its grouped one for these single-channel kernels.
+            let s = x.size();
+            let planes = x.reshape([s[0] * s[1], 1, s[2], s[3]]);
+            let out = planes.conv2d(&w.narrow(0, 0, 1), None::<Tensor>, stride, pad, [1, 1], 1);
+            let o = out.size();
+            out.reshape([s[0], s[1], o[2], o[3]])
         }
     }
     fn ones_like(&mut self, x: &Tensor) -> Tensor {
         x.ones_like()
+    }
+    fn first(&mut self, x: &Tensor, axis: usize) -> Tensor {
+        x.narrow(axis as i64, 0, 1)
     }
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Tensor {
         a + b

@@ -75,6 +75,8 @@ impl ProofConfig {
             unet_depth: self.depth as u32,
             unet_width: self.width as u32,
             vgg_weights: vgg.to_path_buf(),
+            // The PyTorch reference is the plain U-Net.
+            consistency_layer: false,
             ..Settings::default()
         }
     }

@@ -3,8 +3,8 @@
 //! so it learns only the residual detail.
 //!
 //! The last convolution starts at zero, so an untrained network reproduces the bicubic (or
-//! bilinear) skip exactly and training can only move it away from there. With a consistency
-//! layer ([`crate::projection`]) the output is then projected so that the model's degradation
+//! bilinear) skip exactly and training can only move it away from there. With the consistency
+//! layer ([`crate::projection`]) that output is then projected so that the model's degradation
 //! gives the input back.
 //!
 //! ```
