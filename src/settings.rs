@@ -92,6 +92,23 @@ choice!(
     Upsample { PixelShuffle = "pixelshuffle", Deconv = "deconv" }
 );
 choice!(
+    /// U-Net size presets (`model_size`): `small` is the demo's network; the bigger ones are for
+    /// hardware that can train them (BENCHMARKS.md, "Model sizes").
+    ModelSize { Small = "small", Medium = "medium", Large = "large" }
+);
+
+impl ModelSize {
+    /// `(unet_depth, unet_width)` of the preset.
+    pub fn depth_and_width(self) -> (u32, u32) {
+        match self {
+            ModelSize::Small => (2, 32),
+            ModelSize::Medium => (2, 64),
+            ModelSize::Large => (3, 64),
+        }
+    }
+}
+
+choice!(
     /// The interpolated input added to the U-Net's output, so it learns the residual.
     Skip { Bicubic = "bicubic", Bilinear = "bilinear", None = "none" }
 );
@@ -184,6 +201,8 @@ pub struct Settings {
     pub jpeg_quality: Option<u8>,
 
     // --- model and optimisation (unet-train) ---
+    /// A U-Net size preset; sets `unet_depth` and `unet_width` (give either, not both).
+    pub model_size: Option<ModelSize>,
     /// Number of down-sampling levels of the U-Net.
     pub unet_depth: u32,
     /// Channels of the first U-Net level (doubled at every level).
@@ -316,6 +335,7 @@ impl Default for Settings {
             blur_sigma: 0.0,
             noise_std: 0.0,
             jpeg_quality: None,
+            model_size: None,
             unet_depth: 2,
             unet_width: 32,
             upsample: Upsample::PixelShuffle,
@@ -365,6 +385,33 @@ impl Default for Settings {
 /// Default number of optimiser steps when neither `steps` nor `epochs` is set.
 pub const DEFAULT_STEPS: u32 = 2000;
 
+/// A `model_size` preset given in the file or environment sets `unet_depth` and `unet_width`;
+/// giving either of those as well is refused, since one would silently override the other.
+fn apply_model_size(map: &mut serde_yaml::Mapping, given: &[String]) -> Result<()> {
+    if !given.iter().any(|k| k == "model_size") {
+        return Ok(());
+    }
+    let Some(text) = map.get("model_size").and_then(|v| v.as_str()) else {
+        return Ok(()); // null, or a wrong type that deserialising reports
+    };
+    let size: ModelSize = text
+        .parse()
+        .map_err(|e: String| Error::setting("model_size", e))?;
+    if let Some(k) = given
+        .iter()
+        .find(|k| *k == "unet_depth" || *k == "unet_width")
+    {
+        return Err(Error::setting(
+            "model_size",
+            format!("give either `model_size` or `{k}`, not both"),
+        ));
+    }
+    let (depth, width) = size.depth_and_width();
+    map.insert("unet_depth".into(), depth.into());
+    map.insert("unet_width".into(), width.into());
+    Ok(())
+}
+
 /// The fields whose values are paths, resolved against the folder they were given relative to.
 const PATH_KEYS: &[&str] = &[
     "input",
@@ -389,6 +436,8 @@ impl Settings {
     /// Same as [`Settings::from_env`] with the environment and working directory given.
     pub fn from_sources(vars: &[(String, String)], cwd: &Path) -> Result<Self> {
         let mut value = serde_yaml::to_value(Settings::default()).expect("defaults serialise");
+        // Keys the file or the environment gave, as opposed to defaults.
+        let mut given: Vec<String> = Vec::new();
         let map = value
             .as_mapping_mut()
             .expect("settings serialise to a mapping");
@@ -401,6 +450,7 @@ impl Settings {
             let base = path.parent().unwrap_or(cwd).to_path_buf();
             if let Some(m) = file_value.as_mapping() {
                 for (k, v) in m {
+                    given.extend(k.as_str().map(str::to_owned));
                     map.insert(k.clone(), resolve_path_value(k, v.clone(), &base));
                 }
             } else if !file_value.is_null() {
@@ -427,10 +477,12 @@ impl Settings {
             } else {
                 serde_yaml::from_str(raw).unwrap_or_else(|_| serde_yaml::Value::String(raw.clone()))
             };
+            given.push(key.clone());
             let key_v = serde_yaml::Value::String(key);
             let v = resolve_path_value(&key_v, v, cwd);
             map.insert(key_v, v);
         }
+        apply_model_size(map, &given)?;
         let settings: Settings = match serde_yaml::from_value(value.clone()) {
             Ok(s) => s,
             Err(e) => return Err(explain(&value, &known_keys(), e)),
@@ -729,6 +781,35 @@ mod tests {
         assert_eq!(s.factor, 2);
         assert_eq!(s.input, PathBuf::from("/graphs/x.tif"));
         assert_eq!(s.bands.0, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn a_model_size_sets_depth_and_width_and_refuses_them_beside_it() {
+        let s = Settings::from_sources(&vars(&[("GEOSR_MODEL_SIZE", "large")]), Path::new("/"))
+            .unwrap();
+        assert_eq!((s.unet_depth, s.unet_width), (3, 64));
+        let s = Settings::from_sources(&vars(&[]), Path::new("/")).unwrap();
+        assert_eq!(
+            (s.unet_depth, s.unet_width),
+            ModelSize::Small.depth_and_width()
+        );
+        let e = Settings::from_sources(
+            &vars(&[("GEOSR_MODEL_SIZE", "medium"), ("GEOSR_UNET_WIDTH", "16")]),
+            Path::new("/"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("give either `model_size` or `unet_width`"),
+            "{e}"
+        );
+        let e = Settings::from_sources(&vars(&[("GEOSR_MODEL_SIZE", "huge")]), Path::new("/"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`huge` is not one of small, medium, large"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! gives the input back.
 //!
 //! ```
-//! //! use geosr::settings::{Skip, Upsample};
+//! use geosr::settings::{Skip, Upsample};
 //! use geosr_torch::unet::{UNet, UNetConfig};
 //! let cfg = UNetConfig { bands: 3, factor: 4, depth: 2, width: 32, upsample: Upsample::PixelShuffle, skip: Skip::Bicubic, consistency: None };
 //! let vs = tch::nn::VarStore::new(tch::Device::Cpu);
