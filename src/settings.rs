@@ -386,7 +386,8 @@ impl Default for Settings {
 pub const DEFAULT_STEPS: u32 = 2000;
 
 /// A `model_size` preset given in the file or environment sets `unet_depth` and `unet_width`;
-/// giving either of those as well is refused, since one would silently override the other.
+/// giving either of those as well with another value is refused, since one would silently
+/// override the other (the same value, as in a settings file written out whole, is accepted).
 fn apply_model_size(map: &mut serde_yaml::Mapping, given: &[String]) -> Result<()> {
     if !given.iter().any(|k| k == "model_size") {
         return Ok(());
@@ -397,19 +398,29 @@ fn apply_model_size(map: &mut serde_yaml::Mapping, given: &[String]) -> Result<(
     let size: ModelSize = text
         .parse()
         .map_err(|e: String| Error::setting("model_size", e))?;
-    if let Some(k) = given
-        .iter()
-        .find(|k| *k == "unet_depth" || *k == "unet_width")
-    {
-        return Err(Error::setting(
-            "model_size",
-            format!("give either `model_size` or `{k}`, not both"),
-        ));
-    }
     let (depth, width) = size.depth_and_width();
+    for (key, preset) in [("unet_depth", depth), ("unet_width", width)] {
+        let value = map.get(key);
+        if given.iter().any(|k| k == key) && value.and_then(|v| v.as_u64()) != Some(preset as u64) {
+            return Err(Error::setting(
+                "model_size",
+                format!(
+                    "`{size}` means unet_depth {depth} and unet_width {width}, but `{key}` is given as {}: give one or the other",
+                    value.map(yaml_text).unwrap_or_default()
+                ),
+            ));
+        }
+    }
     map.insert("unet_depth".into(), depth.into());
     map.insert("unet_width".into(), width.into());
     Ok(())
+}
+
+fn yaml_text(v: &serde_yaml::Value) -> String {
+    serde_yaml::to_string(v)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }
 
 /// The fields whose values are paths, resolved against the folder they were given relative to.
@@ -800,9 +811,18 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("give either `model_size` or `unet_width`"),
+            e.contains(
+                "`medium` means unet_depth 2 and unet_width 64, but `unet_width` is given as 16"
+            ),
             "{e}"
         );
+        // Settings written out whole and read back (the preset's own values beside it) load.
+        let s = Settings::from_sources(
+            &vars(&[("GEOSR_MODEL_SIZE", "medium"), ("GEOSR_UNET_WIDTH", "64")]),
+            Path::new("/"),
+        )
+        .unwrap();
+        assert_eq!(s.unet_width, 64);
         let e = Settings::from_sources(&vars(&[("GEOSR_MODEL_SIZE", "huge")]), Path::new("/"))
             .unwrap_err()
             .to_string();
