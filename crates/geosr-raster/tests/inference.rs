@@ -18,20 +18,9 @@ fn opts(overlap: u32) -> MosaicOptions {
     }
 }
 
-/// The classic path of graphs/upscale-classic.yml, in process: tiles → resampler → mosaic.
+/// The classic path of graphs/upscale-classic.yml, in process: tiles → resampler → mosaic; with
+/// `wire`, each SR batch goes through Arrow that way on its way to the mosaic.
 fn upscale_raster(
-    src: &Path,
-    out: &Path,
-    factor: usize,
-    method: &str,
-    tile: u32,
-    overlap: u32,
-) -> usize {
-    upscale_raster_over(src, out, factor, method, tile, overlap, None)
-}
-
-/// [`upscale_raster`] with each SR batch sent through Arrow as `wire` on its way to the mosaic.
-fn upscale_raster_over(
     src: &Path,
     out: &Path,
     factor: usize,
@@ -83,7 +72,7 @@ fn georeferencing_size_and_type_follow_the_input() {
     let src = dir.path().join("lr.tif");
     uint16_scene(&src, 3, 70, 45);
     let out = dir.path().join("out/sr.tif");
-    upscale_raster(&src, &out, 4, "bicubic", 32, 4);
+    upscale_raster(&src, &out, 4, "bicubic", 32, 4, None);
     let (info, px) = read_all(&out);
     assert_eq!((info.width, info.height, info.bands.len()), (280, 180, 3));
     assert_eq!(info.data_type, "UInt16");
@@ -116,7 +105,7 @@ fn integer_tiles_write_the_same_raster_where_the_rule_allows_them() {
     uint16_scene(&src, 3, 150, 110);
     let run = |name: &str, method: &str, overlap: u32, wire: Wire| {
         let out = dir.path().join(format!("{name}.tif"));
-        upscale_raster_over(&src, &out, 4, method, 48, overlap, Some(wire));
+        upscale_raster(&src, &out, 4, method, 48, overlap, Some(wire));
         read_all(&out).1
     };
     // Bicubic at the default overlap: the rule allows integers, and the raster is the same.
@@ -156,7 +145,7 @@ fn a_constant_stays_constant_and_a_ramp_stays_a_ramp_across_tiles() {
     )
     .unwrap();
     let out = dir.path().join("constant-sr.tif");
-    upscale_raster(&constant, &out, 2, "lanczos", 32, 6);
+    upscale_raster(&constant, &out, 2, "lanczos", 32, 6, None);
     let (_, px) = read_all(&out);
     let worst = px.iter().map(|v| (v - 7.25).abs()).fold(0f32, f32::max);
     assert!(worst < 1e-4, "constant drifted by {worst}");
@@ -169,7 +158,7 @@ fn a_constant_stays_constant_and_a_ramp_stays_a_ramp_across_tiles() {
     geosr_raster::raster::write_geotiff::<f32>(&src, 1, w, h, &ramp, GT, "", None).unwrap();
     let out = dir.path().join("ramp-sr.tif");
     let f = 2usize;
-    upscale_raster(&src, &out, f, "bilinear", 32, 6);
+    upscale_raster(&src, &out, f, "bilinear", 32, 6, None);
     let (_, px) = read_all(&out);
     let mut worst = 0f32;
     for y in 2 * f..(h - 2) * f {
@@ -201,7 +190,7 @@ fn nodata_stays_nodata() {
     let src = dir.path().join("wedge.tif");
     geosr_raster::raster::write_geotiff::<u16>(&src, 3, w, h, &px, GT, &utm21n(), None).unwrap();
     let out = dir.path().join("wedge-sr.tif");
-    upscale_raster(&src, &out, 2, "bicubic", 32, 4);
+    upscale_raster(&src, &out, 2, "bicubic", 32, 4, None);
     let (info, sr) = read_all(&out);
     assert_eq!(
         info.nodata,
@@ -306,7 +295,15 @@ fn memory_follows_one_tile_row_not_the_raster() {
         None,
     )
     .unwrap();
-    let peak = upscale_raster(&src, &dir.path().join("tall-sr.tif"), 4, "bilinear", 32, 4);
+    let peak = upscale_raster(
+        &src,
+        &dir.path().join("tall-sr.tif"),
+        4,
+        "bilinear",
+        32,
+        4,
+        None,
+    );
     let whole = (w * 4) * (h * 4) * 4 * 2;
     assert!(
         peak * 8 < whole,

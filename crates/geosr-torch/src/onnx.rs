@@ -180,14 +180,7 @@ fn raw_floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
 }
 
 fn float_tensor(name: &str, t: &Tensor) -> TensorProto {
-    let v = crate::tensor::tensor_values(t);
-    TensorProto {
-        dims: t.size(),
-        data_type: 1,
-        name: name.into(),
-        raw_data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    raw_floats(name, &t.size(), &crate::tensor::tensor_values(t))
 }
 
 fn dynamic_nchw(name: &str, c: i64) -> ValueInfoProto {
