@@ -599,12 +599,26 @@ impl TileBatch {
         Ok(out)
     }
 
+    /// The batch's header: every column but the tiles, their pixels and losses, which are not
+    /// copied (`..self.clone()` would copy the whole pixel buffer only to drop it).
     fn clone_header(&self) -> Self {
         TileBatch {
+            batch_id: self.batch_id,
+            epoch: self.epoch,
+            split: self.split,
+            index_in_split: self.index_in_split,
+            batches_in_split: self.batches_in_split,
+            bands: self.bands,
+            height: self.height,
+            width: self.width,
+            factor: self.factor,
+            colour: self.colour.clone(),
+            band_offset: self.band_offset.clone(),
+            band_scale: self.band_scale.clone(),
             tiles: Vec::new(),
             pixels: Vec::new(),
             loss: None,
-            ..self.clone()
+            wire: self.wire,
         }
     }
 }
