@@ -307,6 +307,7 @@ fn toeplitz_inverse_row(g: &[f64], radius: usize) -> Vec<f64> {
 pub struct TchOps;
 
 impl TchOps {
+    /// The kernel as a one-channel weight along `axis`, of `like`'s kind and device.
     fn weight(k: &Conv1d, axis: usize, like: &Tensor) -> Tensor {
         let l = k.kernel.len() as i64;
         let shape = if axis == 2 {
@@ -318,7 +319,6 @@ impl TchOps {
             .to_kind(like.kind())
             .to_device(like.device())
             .view(shape)
-            .repeat([k.bands, 1, 1, 1])
     }
 }
 
@@ -332,13 +332,14 @@ impl Ops for TchOps {
             ([1, k.stride], [0, k.pad])
         };
         if transpose {
+            let w = w.repeat([k.bands, 1, 1, 1]);
             x.conv_transpose2d(&w, None::<Tensor>, stride, pad, [0, 0], k.bands, [1, 1])
         } else {
             // One plane per image and no groups: libtorch's plain convolution is faster on the
             // CPU than its grouped one for these single-channel kernels.
             let s = x.size();
             let planes = x.reshape([s[0] * s[1], 1, s[2], s[3]]);
-            let out = planes.conv2d(&w.narrow(0, 0, 1), None::<Tensor>, stride, pad, [1, 1], 1);
+            let out = planes.conv2d(&w, None::<Tensor>, stride, pad, [1, 1], 1);
             let o = out.size();
             out.reshape([s[0], s[1], o[2], o[3]])
         }
