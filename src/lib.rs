@@ -4,7 +4,7 @@
 //! calls; it links neither GDAL nor libtorch. It holds the Arrow messages ([`tile`], [`scores`])
 //! and the flow between stages ([`flow`], [`node`], [`stage`], [`registry`]), settings
 //! ([`settings`]), the model card and checkpoints ([`card`], [`checkpoint`], [`metrics_log`]),
-//! files written whole ([`atomic`]), metrics ([`metrics`], [`pixel_loss`]), pictures ([`plot`]),
+//! files written whole ([`atomic`]), rounding whole rasters ([`rounding`]), metrics ([`metrics`], [`pixel_loss`]), pictures ([`plot`]),
 //! graph checking and run summaries ([`graph`], [`check`], [`summary`]) and logging
 //! ([`telemetry`]), and resampling taps shared by the raster stages and the network ([`taps`]).
 //!
@@ -25,6 +25,7 @@ pub mod node;
 pub mod pixel_loss;
 pub mod plot;
 pub mod registry;
+pub mod rounding;
 pub mod scores;
 pub mod settings;
 pub mod stage;

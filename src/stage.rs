@@ -25,8 +25,8 @@ pub fn pin_mmap_threshold() {
 }
 
 /// For the stages that allocate and free the same large buffers again and again: the libtorch
-/// stages (unet-train, vgg-loss, pixel-loss, the in-process trainer), and tile-ingest, upscale
-/// and geotiff-writer, whose batches are the same size every time. Keeps freed memory in the
+/// stages (unet-train, unet-infer, vgg-loss, pixel-loss, the in-process trainer), and
+/// tile-ingest, upscale and geotiff-writer, whose batches are the same size every time. Keeps freed memory in the
 /// process for the next step instead of handing it back.
 ///
 /// With glibc's defaults those buffers come from fresh `mmap`s or a trimmed heap, so each step

@@ -141,8 +141,7 @@ fn native_u16(pixels: &[f32], tile_len: usize, offset: &[f32], scale: &[f32]) ->
     for tile in pixels.chunks_exact(tile_len) {
         for (b, band) in tile.chunks_exact(plane).enumerate() {
             let (s, o) = (scale[b], offset[b]);
-            // `as u16` saturates and maps NaN to 0.
-            out.extend(band.iter().map(|v| (v * s + o).round() as u16));
+            out.extend(band.iter().map(|v| crate::rounding::to_u16(v * s + o)));
         }
     }
     out

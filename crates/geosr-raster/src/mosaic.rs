@@ -16,6 +16,7 @@ use gdal::raster::RasterCreationOptions;
 use gdal::DriverManager;
 use geosr::atomic::PendingFile;
 use geosr::error::{Error, Result};
+use geosr::rounding::round_half_away;
 use geosr::settings::OutputFormat;
 use geosr::tile::TileBatch;
 use std::path::{Path, PathBuf};
@@ -379,23 +380,30 @@ impl Mosaic {
                     *o = s / wt.max(1e-12);
                 }
                 if let Some((lo, hi)) = self.integer_range {
+                    let (lo, hi) = (lo as f32, hi as f32);
                     for o in dst.iter_mut() {
-                        *o = (*o as f64).round().clamp(lo, hi) as f32;
+                        *o = round_half_away(*o).clamp(lo, hi);
                     }
                 }
                 match (&nodata_mask, self.nodata) {
                     (Some(mask), Some(nd)) => {
                         let mask_row = &mask[b * plane + sy * src_w..][..src_w];
                         let nd32 = nd as f32;
-                        for (x, o) in dst.iter_mut().enumerate() {
-                            if mask_row[x / f] {
-                                *o = nd32;
-                            } else if *o as f64 == nd {
-                                // A valid pixel must not read as nodata: nudge it by one unit.
-                                *o = if self.integer_range.is_some_and(|(_, hi)| nd < hi) {
-                                    (nd + 1.0) as f32
+                        // A valid pixel must not read as nodata: nudge it by one unit.
+                        let nudged = if self.integer_range.is_some_and(|(_, hi)| nd < hi) {
+                            (nd + 1.0) as f32
+                        } else {
+                            (nd - 1.0) as f32
+                        };
+                        // Each source pixel covers `f` output pixels of the row.
+                        for (run, &masked) in dst.chunks_mut(f).zip(mask_row) {
+                            for o in run {
+                                *o = if masked {
+                                    nd32
+                                } else if *o as f64 == nd {
+                                    nudged
                                 } else {
-                                    (nd - 1.0) as f32
+                                    *o
                                 };
                             }
                         }

@@ -14,6 +14,7 @@
 use gdal::raster::{GdalDataType, RasterCreationOptions};
 use gdal::{Dataset, DriverManager};
 use geosr::error::{Error, Result};
+use geosr::rounding::round_half_away;
 use std::path::{Path, PathBuf};
 
 pub use geosr::card::RasterInfo;
@@ -228,16 +229,16 @@ impl FromF32 for f32 {
 }
 impl FromF32 for u8 {
     fn from_f32(v: f32) -> Self {
-        v.round().clamp(0.0, 255.0) as u8
+        round_half_away(v).clamp(0.0, 255.0) as u8
     }
 }
 impl FromF32 for u16 {
     fn from_f32(v: f32) -> Self {
-        v.round().clamp(0.0, 65535.0) as u16
+        geosr::rounding::to_u16(v)
     }
 }
 impl FromF32 for i16 {
     fn from_f32(v: f32) -> Self {
-        v.round().clamp(-32768.0, 32767.0) as i16
+        round_half_away(v).clamp(-32768.0, 32767.0) as i16
     }
 }

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     geosr::node::run(STAGE, || {
         let (node, inbox, settings) = geosr::node::start(STAGE)?;
         geosr::stage::init(STAGE, &settings.log_dir);
+        geosr::stage::keep_freed_memory();
         settings.apply_threads();
         let model = settings.model.clone().ok_or_else(|| {
             eyre::eyre!("GEOSR_MODEL is not set; give the run directory of a trained model")
