@@ -1,5 +1,6 @@
-//! Resampling taps: the weights that bilinear downsampling and Gaussian blur give each output
-//! sample. The raster stages apply them (`geosr_raster::degrade`); the network's consistency
+//! Resampling taps: the weights that bilinear downsampling, Gaussian blur and upsampling give
+//! each output sample, and [`resample_separable`], which applies them. The raster stages use
+//! them (`geosr_raster::degrade`, `geosr_raster::upscale`); the network's consistency
 //! layer (`geosr_torch::projection`) builds the same operators as convolutions from
 //! [`interior_kernel`], so both agree on what "degrading by the model's degradation" means.
 //!
@@ -16,6 +17,73 @@
 pub struct Taps {
     pub start: usize,
     pub weights: Vec<f32>,
+}
+
+/// Applies separable taps to a CHW stack of planes.
+pub fn resample_separable(
+    src: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    rows: &[Taps],
+    cols: &[Taps],
+) -> Vec<f32> {
+    let (oh, ow) = (rows.len(), cols.len());
+    let mut tmp = vec![0f32; h * ow];
+    let mut out = vec![0f32; c * oh * ow];
+    for ch in 0..c {
+        let plane = &src[ch * h * w..(ch + 1) * h * w];
+        for y in 0..h {
+            let row = &plane[y * w..(y + 1) * w];
+            for (x, t) in cols.iter().enumerate() {
+                tmp[y * ow + x] = t
+                    .weights
+                    .iter()
+                    .zip(&row[t.start..])
+                    .map(|(a, b)| a * b)
+                    .sum();
+            }
+        }
+        let dst = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
+        for (y, t) in rows.iter().enumerate() {
+            let line = &mut dst[y * ow..(y + 1) * ow];
+            for (k, wgt) in t.weights.iter().enumerate() {
+                let srow = &tmp[(t.start + k) * ow..(t.start + k + 1) * ow];
+                line.iter_mut().zip(srow).for_each(|(d, s)| *d += wgt * s);
+            }
+        }
+    }
+    out
+}
+
+/// Upsampling taps from `n_in` to `n_in × factor` samples with half-pixel centres, for a kernel
+/// of `radius` input samples; taps beyond the edges fold onto the edge sample (edge pixels
+/// repeat), and each output's weights are normalised to sum to one.
+pub fn upsampling_taps(
+    n_in: usize,
+    factor: usize,
+    radius: usize,
+    kernel: impl Fn(f64) -> f64,
+) -> Vec<Taps> {
+    let r = radius as isize;
+    (0..n_in * factor)
+        .map(|i| {
+            let centre = (i as f64 + 0.5) / factor as f64 - 0.5;
+            let base = centre.floor() as isize;
+            let lo = (base - r + 1).clamp(0, n_in as isize - 1) as usize;
+            let hi = (base + r).clamp(0, n_in as isize - 1) as usize;
+            let mut w = vec![0f64; hi - lo + 1];
+            for j in base - r + 1..=base + r {
+                let jc = j.clamp(lo as isize, hi as isize) as usize;
+                w[jc - lo] += kernel(j as f64 - centre);
+            }
+            let s: f64 = w.iter().sum();
+            Taps {
+                start: lo,
+                weights: w.into_iter().map(|v| (v / s) as f32).collect(),
+            }
+        })
+        .collect()
 }
 
 /// Bilinear (triangle) resampling taps from `n_in` to `n_out` samples.

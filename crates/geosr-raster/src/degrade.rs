@@ -24,44 +24,7 @@ use geosr::error::{Error, Result};
 use geosr::tile::TileBatch;
 use rand::{Rng, SeedableRng};
 
-pub use geosr::taps::{bilinear_taps, gaussian_taps, Taps};
-
-/// Applies separable taps to a CHW stack of planes.
-pub fn resample_separable(
-    src: &[f32],
-    c: usize,
-    h: usize,
-    w: usize,
-    rows: &[Taps],
-    cols: &[Taps],
-) -> Vec<f32> {
-    let (oh, ow) = (rows.len(), cols.len());
-    let mut tmp = vec![0f32; h * ow];
-    let mut out = vec![0f32; c * oh * ow];
-    for ch in 0..c {
-        let plane = &src[ch * h * w..(ch + 1) * h * w];
-        for y in 0..h {
-            let row = &plane[y * w..(y + 1) * w];
-            for (x, t) in cols.iter().enumerate() {
-                tmp[y * ow + x] = t
-                    .weights
-                    .iter()
-                    .zip(&row[t.start..])
-                    .map(|(a, b)| a * b)
-                    .sum();
-            }
-        }
-        let dst = &mut out[ch * oh * ow..(ch + 1) * oh * ow];
-        for (y, t) in rows.iter().enumerate() {
-            let line = &mut dst[y * ow..(y + 1) * ow];
-            for (k, wgt) in t.weights.iter().enumerate() {
-                let srow = &tmp[(t.start + k) * ow..(t.start + k + 1) * ow];
-                line.iter_mut().zip(srow).for_each(|(d, s)| *d += wgt * s);
-            }
-        }
-    }
-    out
-}
+pub use geosr::taps::{bilinear_taps, gaussian_taps, resample_separable, Taps};
 
 /// Bilinear downsampling of CHW planes by an integer factor.
 pub fn downsample_bilinear(

@@ -126,26 +126,7 @@ impl TileWire {
 /// Upsampling taps from `n_in` to `n_in × factor` samples.
 pub fn upscale_taps(n_in: usize, factor: usize, method: Resampler) -> Vec<Taps> {
     let (radius, k) = kernel(method);
-    let r = radius as isize;
-    (0..n_in * factor)
-        .map(|i| {
-            let centre = (i as f64 + 0.5) / factor as f64 - 0.5;
-            let base = centre.floor() as isize;
-            let lo = (base - r + 1).clamp(0, n_in as isize - 1) as usize;
-            let hi = (base + r).clamp(0, n_in as isize - 1) as usize;
-            let mut w = vec![0f64; hi - lo + 1];
-            for j in base - r + 1..=base + r {
-                // Edge pixels repeat: clamped taps add to the edge's weight.
-                let jc = j.clamp(lo as isize, hi as isize) as usize;
-                w[jc - lo] += k(j as f64 - centre);
-            }
-            let s: f64 = w.iter().sum();
-            Taps {
-                start: lo,
-                weights: w.into_iter().map(|v| (v / s) as f32).collect(),
-            }
-        })
-        .collect()
+    geosr::taps::upsampling_taps(n_in, factor, radius as usize, k)
 }
 
 /// Upscales CHW planes by `factor` with `method`.

@@ -131,7 +131,7 @@ impl Engine for TchEngine {
         let x = tch::Tensor::from_slice(lr)
             .view(shape.map(|v| v as i64))
             .to_device(self.device);
-        let y = tch::no_grad(|| self.net.forward(&x));
+        let y = tch::no_grad(|| self.net.infer(&x));
         Ok(crate::tensor::tensor_values(&y))
     }
     fn name(&self) -> &'static str {

@@ -137,6 +137,22 @@ impl UNet {
 
     /// LR (N×C×h×w, h and w multiples of 2^depth) → SR (N×C×fh×fw).
     pub fn forward(&self, lr: &Tensor) -> Tensor {
+        let base = interpolate(lr, self.cfg.factor, self.cfg.skip);
+        self.forward_with_base(lr, base)
+    }
+
+    /// [`UNet::forward`] for inference: the same network, its bicubic skip computed on the host
+    /// where `lr` is there ([`bicubic_on_host`]); outputs agree with `forward` to float rounding.
+    pub fn infer(&self, lr: &Tensor) -> Tensor {
+        let base = match self.cfg.skip {
+            Skip::Bicubic => bicubic_on_host(lr, self.cfg.factor)
+                .or_else(|| interpolate(lr, self.cfg.factor, Skip::Bicubic)),
+            skip => interpolate(lr, self.cfg.factor, skip),
+        };
+        self.forward_with_base(lr, base)
+    }
+
+    fn forward_with_base(&self, lr: &Tensor, base: Option<Tensor>) -> Tensor {
         let mut x = lr.apply(&self.head).leaky_relu();
         let mut skips = Vec::with_capacity(self.enc.len());
         for (block, down) in self.enc.iter().zip(&self.down) {
@@ -157,7 +173,7 @@ impl UNet {
             Tail::Shuffle(conv) => x.apply(conv).pixel_shuffle(self.cfg.factor),
             Tail::Deconv(deconv) => deconv.forward(&x),
         };
-        let sr = match interpolate(lr, self.cfg.factor, self.cfg.skip) {
+        let sr = match base {
             Some(base) => base + residual,
             None => residual,
         };
@@ -178,5 +194,102 @@ pub fn interpolate(lr: &Tensor, factor: i64, mode: Skip) -> Option<Tensor> {
         Skip::Bicubic => Some(lr.upsample_bicubic2d(out, false, f, f)),
         Skip::Bilinear => Some(lr.upsample_bilinear2d(out, false, f, f)),
         Skip::None => None,
+    }
+}
+
+/// Keys' cubic kernel with a = −0.75: PyTorch's bicubic (and the ONNX export's `cubic_coeff_a`).
+fn pytorch_cubic(x: f64) -> f64 {
+    let (a, x) = (-0.75, x.abs());
+    if x <= 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
+/// `upsample_bicubic2d(align_corners = false)` of a `Float` tensor in host memory, computed as
+/// separable taps ([`geosr::taps::resample_separable`]) instead of libtorch's CPU kernel, which
+/// visits all sixteen taps of every output pixel with per-pixel index arithmetic and was a third
+/// of a tiny U-Net's inference time. `None` for tensors on a device, of another kind, or that
+/// need gradients: those keep libtorch's kernel.
+pub fn bicubic_on_host(lr: &Tensor, factor: i64) -> Option<Tensor> {
+    if lr.device() != tch::Device::Cpu || lr.kind() != tch::Kind::Float || lr.requires_grad() {
+        return None;
+    }
+    let s = lr.size();
+    let [n, c, h, w] = [s[0], s[1], s[2], s[3]].map(|v| v as usize);
+    let f = factor as usize;
+    let values = Vec::<f32>::try_from(lr.contiguous().view(-1)).ok()?;
+    let rows = geosr::taps::upsampling_taps(h, f, 2, pytorch_cubic);
+    let cols = geosr::taps::upsampling_taps(w, f, 2, pytorch_cubic);
+    let mut out = Vec::with_capacity(n * c * h * w * f * f);
+    for image in values.chunks_exact(c * h * w) {
+        out.extend(geosr::taps::resample_separable(
+            image, c, h, w, &rows, &cols,
+        ));
+    }
+    Some(Tensor::from_slice(&out).view([s[0], s[1], s[2] * factor, s[3] * factor]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn bicubic_on_host_is_libtorchs_bicubic() {
+        tch::manual_seed(7);
+        for factor in [2i64, 3, 4, 8] {
+            let lr = Tensor::rand([2, 3, 9, 13], (Kind::Float, Device::Cpu)) * 4.0 - 1.0;
+            let ours = bicubic_on_host(&lr, factor).expect("a host float tensor");
+            let f = factor as f64;
+            let theirs = lr.upsample_bicubic2d([9 * factor, 13 * factor], false, f, f);
+            assert_eq!(ours.size(), theirs.size());
+            let diff = (&ours - &theirs).abs().max().double_value(&[]);
+            // libtorch works out each pixel's source position in f32, so its weights drift from
+            // the exact ones by float rounding (most at ×3, where 1/3 is inexact).
+            assert!(diff < 1e-5, "×{factor}: max |ours - libtorch| = {diff}");
+        }
+        let needs_grad =
+            Tensor::rand([1, 1, 4, 4], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        assert!(bicubic_on_host(&needs_grad, 2).is_none());
+        let double = Tensor::rand([1, 1, 4, 4], (Kind::Double, Device::Cpu));
+        assert!(bicubic_on_host(&double, 2).is_none());
+    }
+
+    #[test]
+    fn infer_is_forward() {
+        tch::manual_seed(3);
+        let cfg = UNetConfig {
+            bands: 3,
+            factor: 4,
+            depth: 2,
+            width: 8,
+            upsample: Upsample::PixelShuffle,
+            skip: Skip::Bicubic,
+            consistency: None,
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = UNet::new(&vs.root(), &cfg);
+        // Weights away from the zero-initialised tail, so the residual is not zero.
+        tch::no_grad(|| {
+            for (_, mut v) in vs.variables() {
+                let _ = v.uniform_(-0.2, 0.2);
+            }
+        });
+        let lr = Tensor::rand([2, 3, 16, 12], (Kind::Float, Device::Cpu));
+        let (a, b) = tch::no_grad(|| (net.forward(&lr), net.infer(&lr)));
+        let diff = (&a - &b).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max |infer - forward| = {diff}");
+        let residual = (&a - interpolate(&lr, 4, Skip::Bicubic).unwrap())
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            residual > 1e-3,
+            "the test network adds a residual: {residual}"
+        );
     }
 }
