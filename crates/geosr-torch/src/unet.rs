@@ -211,9 +211,9 @@ fn pytorch_cubic(x: f64) -> f64 {
 
 /// `upsample_bicubic2d(align_corners = false)` of a `Float` tensor in host memory, computed as
 /// separable taps ([`geosr::taps::resample_separable`]) instead of libtorch's CPU kernel, which
-/// visits all sixteen taps of every output pixel with per-pixel index arithmetic and was a third
-/// of a tiny U-Net's inference time. `None` for tensors on a device, of another kind, or that
-/// need gradients: those keep libtorch's kernel.
+/// visits all sixteen taps of every output pixel with per-pixel index arithmetic and took much of
+/// a small U-Net's inference time. `None` for tensors on a device, of another kind, or that need
+/// gradients: those keep libtorch's kernel.
 pub fn bicubic_on_host(lr: &Tensor, factor: i64) -> Option<Tensor> {
     if lr.device() != tch::Device::Cpu || lr.kind() != tch::Kind::Float || lr.requires_grad() {
         return None;
