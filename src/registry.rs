@@ -130,7 +130,7 @@ pub const STAGES: &[StageSpec] = &[
         does: "trains the U-Net against the loss stages wired to it",
         inputs: &[Port::one("lr", true), Port::one("lr_val", false), Port::one("hr_val", false), Port::family("loss", true)],
         outputs: &[Port::one("request", true), Port::one("pred", true)],
-        settings: &["steps", "epochs", "factor", "model_size", "unet_depth", "unet_width", "upsample", "skip", "consistency_layer", "lr", "lr_schedule", "warmup_steps", "val_every", "checkpoint_every", "resume", "init_from", "prefetch", "loss_weights", "seed"],
+        settings: &["steps", "epochs", "factor", "model_size", "unet_depth", "unet_width", "upsample", "skip", "consistency_layer", "lr", "lr_schedule", "warmup_steps", "max_grad_norm", "val_every", "checkpoint_every", "resume", "init_from", "prefetch", "loss_weights", "seed"],
         needs_model: false,
         needs_output: false,
     },

@@ -222,6 +222,10 @@ pub struct Settings {
     pub lr_schedule: LrSchedule,
     /// Linear warm-up steps.
     pub warmup_steps: u32,
+    /// Largest global L2 norm of the parameter gradients that one Adam step takes; a larger one
+    /// is scaled down to it (`null`: no limit). Keeps one outsized step from throwing a trained
+    /// network off, which unclipped `medium` runs showed (BENCHMARKS.md, "Model sizes").
+    pub max_grad_norm: Option<f64>,
     /// Validate every this many steps (default: every epoch, or every few epochs so that at
     /// least 100 steps lie between validations) and always at the end.
     pub val_every: Option<u32>,
@@ -344,6 +348,7 @@ impl Default for Settings {
             lr: 1e-3,
             lr_schedule: LrSchedule::Cosine,
             warmup_steps: 20,
+            max_grad_norm: Some(MAX_GRAD_NORM_DEFAULT),
             val_every: None,
             checkpoint_every: 0,
             resume: None,
@@ -384,6 +389,10 @@ impl Default for Settings {
 
 /// Default number of optimiser steps when neither `steps` nor `epochs` is set.
 pub const DEFAULT_STEPS: u32 = 2000;
+
+/// Default of `max_grad_norm`, chosen from the gradient norms of training runs (BENCHMARKS.md,
+/// "Model sizes").
+pub const MAX_GRAD_NORM_DEFAULT: f64 = 0.2;
 
 /// A `model_size` preset given in the file or environment sets `unet_depth` and `unet_width`;
 /// giving either of those as well with another value is refused, since one would silently
@@ -535,6 +544,14 @@ impl Settings {
                     self.chip_size, self.factor
                 ),
             ));
+        }
+        if let Some(n) = self.max_grad_norm {
+            if !(n.is_finite() && n > 0.0) {
+                return Err(Error::setting(
+                    "max_grad_norm",
+                    format!("{n} is not a positive number (give `null` for no limit)"),
+                ));
+            }
         }
         if self.batch_size == 0 {
             return Err(Error::setting("batch_size", "must be at least 1"));
@@ -792,6 +809,21 @@ mod tests {
         assert_eq!(s.factor, 2);
         assert_eq!(s.input, PathBuf::from("/graphs/x.tif"));
         assert_eq!(s.bands.0, vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn max_grad_norm_is_a_positive_limit_or_none() {
+        let s = Settings::from_sources(&vars(&[]), Path::new("/")).unwrap();
+        assert_eq!(s.max_grad_norm, Some(MAX_GRAD_NORM_DEFAULT));
+        let s = Settings::from_sources(&vars(&[("GEOSR_MAX_GRAD_NORM", "null")]), Path::new("/"))
+            .unwrap();
+        assert_eq!(s.max_grad_norm, None);
+        for bad in ["0", "-1", ".nan"] {
+            let e = Settings::from_sources(&vars(&[("GEOSR_MAX_GRAD_NORM", bad)]), Path::new("/"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("max_grad_norm"), "{bad}: {e}");
+        }
     }
 
     #[test]

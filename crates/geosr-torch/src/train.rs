@@ -1,5 +1,5 @@
 //! The training step of `unet-train`, shared with the benchmark's single-process loop.
-use crate::adam::{lr_at, Adam};
+use crate::adam::{lr_at, Adam, StepTaken};
 use crate::tensor::TileTensors;
 use crate::unet::{interpolate, UNet, UNetConfig};
 use geosr::checkpoint::LoadedCheckpoint;
@@ -36,7 +36,7 @@ impl Trainer {
         let mut vs = VarStore::new(Device::Cpu);
         let net = UNet::new(&vs.root(), cfg);
         vs.set_device(device);
-        let adam = Adam::new(&vs);
+        let adam = Adam::new(&vs).with_max_grad_norm(s.max_grad_norm);
         Trainer {
             vs,
             net,
@@ -119,8 +119,8 @@ impl Trainer {
     }
 
     /// Back-propagates `grad` (∂loss/∂pred, summed over the loss stages) through the network
-    /// and takes one Adam step. Returns the learning rate used.
-    pub fn apply(&mut self, pred: &Tensor, grad: &Tensor) -> f64 {
+    /// and takes one Adam step. Returns the learning rate used and what the step did.
+    pub fn apply(&mut self, pred: &Tensor, grad: &Tensor) -> (f64, StepTaken) {
         self.adam.zero_grad();
         // d/dθ Σ(pred · g) = Jᵀg: the parameter gradients of the loss whose ∂/∂pred is g.
         (pred * grad.to_device(self.device).detach())
@@ -133,8 +133,7 @@ impl Trainer {
             self.adam.step,
             self.total_steps,
         );
-        self.adam.step(lr);
-        lr
+        (lr, self.adam.step(lr))
     }
 
     /// Adds one validation batch to `v`: SR and bicubic against HR, in normalised units (a

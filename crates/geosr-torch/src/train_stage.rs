@@ -186,12 +186,15 @@ struct Pending {
     replies: BTreeMap<String, (f64, Tensor)>,
 }
 
-/// The mean training loss and the tile rate since the last progress line.
+/// The mean training loss, the tile rate and the largest gradient norm since the last progress
+/// line, and the steps whose gradients were clipped since the run (or its resumption) began.
 struct Progress {
     loss_sum: f64,
     loss_n: u64,
     since: Instant,
     tiles: usize,
+    grad_norm_max: f64,
+    clipped: u64,
 }
 
 impl Default for Progress {
@@ -201,6 +204,8 @@ impl Default for Progress {
             loss_n: 0,
             since: Instant::now(),
             tiles: 0,
+            grad_norm_max: 0.0,
+            clipped: 0,
         }
     }
 }
@@ -602,12 +607,17 @@ impl Run {
         }
         let grad = combine_grads(&parts);
         let trainer = self.trainer.as_mut().expect("exists");
-        let lr = trainer.apply(&p.pred, &grad);
+        let (lr, taken) = trainer.apply(&p.pred, &grad);
         let step = trainer.step();
         self.timing.step_done();
         self.progress.loss_sum += loss;
         self.progress.loss_n += 1;
         self.progress.tiles += p.tiles;
+        self.progress.grad_norm_max = self.progress.grad_norm_max.max(taken.grad_norm);
+        if taken.clipped {
+            self.progress.clipped += 1;
+            tracing::debug!(step, grad_norm = taken.grad_norm, "gradients clipped");
+        }
         if step.is_multiple_of(10) || step == self.total_steps {
             let secs = self.progress.since.elapsed().as_secs_f64();
             let rate = self.progress.tiles as f64 / secs.max(1e-9);
@@ -620,11 +630,14 @@ impl Run {
                 ),
                 tiles_per_s = format!("{rate:.1}"),
                 lr = format!("{lr:.2e}"),
+                grad_norm_max = format!("{:.3}", self.progress.grad_norm_max),
+                clipped_steps = self.progress.clipped,
                 "progress"
             );
             self.write_row(step, None, Some(lr))?;
             self.progress.since = Instant::now();
             self.progress.tiles = 0;
+            self.progress.grad_norm_max = 0.0;
         }
         if step.is_multiple_of(self.val_every) || step == self.total_steps {
             self.start_validation()?;
