@@ -131,7 +131,7 @@ impl Adam {
             let grad_norm = g.norm().double_value(&[]);
             let clipped = self.max_grad_norm.is_some_and(|limit| grad_norm > limit);
             if let (true, Some(limit)) = (clipped, self.max_grad_norm) {
-                g = g * (limit / grad_norm);
+                g *= limit / grad_norm;
             }
             let _ = self
                 .m
