@@ -224,7 +224,7 @@ pub struct Settings {
     pub warmup_steps: u32,
     /// Largest global L2 norm of the parameter gradients that one Adam step takes; a larger one
     /// is scaled down to it (`null`: no limit). Keeps one outsized step from throwing a trained
-    /// network off, which unclipped `medium` runs showed (BENCHMARKS.md, "Model sizes").
+    /// network off, as it did to an unclipped `medium` run (BENCHMARKS.md, "Model sizes").
     pub max_grad_norm: Option<f64>,
     /// Validate every this many steps (default: every epoch, or every few epochs so that at
     /// least 100 steps lie between validations) and always at the end.

@@ -129,8 +129,8 @@ impl Adam {
                 .collect();
             let mut g = Tensor::cat(&grads, 0);
             let grad_norm = g.norm().double_value(&[]);
-            let clipped = self.max_grad_norm.is_some_and(|limit| grad_norm > limit);
-            if let (true, Some(limit)) = (clipped, self.max_grad_norm) {
+            let clipped_to = self.max_grad_norm.filter(|&limit| grad_norm > limit);
+            if let Some(limit) = clipped_to {
                 g *= limit / grad_norm;
             }
             let _ = self
@@ -143,7 +143,10 @@ impl Adam {
                 .g_add_(&(g.square() * (1.0 - self.beta2)));
             let update = (&self.m / bc1) / ((&self.v / bc2).sqrt() + self.eps) * lr;
             let _ = self.flat.g_sub_(&update);
-            StepTaken { grad_norm, clipped }
+            StepTaken {
+                grad_norm,
+                clipped: clipped_to.is_some(),
+            }
         })
     }
 
