@@ -91,7 +91,8 @@ impl Adam {
         }
     }
 
-    /// Scales gradients whose global L2 norm exceeds `limit` down to it before each step.
+    /// Scales gradients whose global L2 norm exceeds `limit` down to it before each step;
+    /// `None` takes every gradient as it is.
     pub fn with_max_grad_norm(mut self, limit: Option<f64>) -> Self {
         self.max_grad_norm = limit;
         self
