@@ -86,6 +86,19 @@ pub fn upsampling_taps(
         .collect()
 }
 
+/// Keys' cubic convolution kernel with parameter `a`: −0.5 is GDAL's `cubic`, −0.75 PyTorch's
+/// bicubic (and the ONNX export's `cubic_coeff_a`). Its radius is two samples.
+pub fn keys_cubic(a: f64, x: f64) -> f64 {
+    let x = x.abs();
+    if x <= 1.0 {
+        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    } else if x < 2.0 {
+        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
+    } else {
+        0.0
+    }
+}
+
 /// Bilinear (triangle) resampling taps from `n_in` to `n_out` samples.
 pub fn bilinear_taps(n_in: usize, n_out: usize, antialias: bool) -> Vec<Taps> {
     let scale = n_in as f64 / n_out as f64;
@@ -178,6 +191,23 @@ pub fn interior_kernel(taps: impl Fn(usize) -> Vec<Taps>, stride: usize) -> Inte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_cubic_interpolates_and_sums_to_one_at_every_offset() {
+        for a in [-0.5, -0.75] {
+            assert_eq!(keys_cubic(a, 0.0), 1.0);
+            for x in [1.0, -1.0, 2.0, 2.5] {
+                assert!(keys_cubic(a, x).abs() < 1e-12, "a {a}, x {x}");
+            }
+            for t in 0..=20 {
+                let frac = t as f64 / 20.0;
+                let sum: f64 = (-1..=2).map(|j| keys_cubic(a, j as f64 - frac)).sum();
+                assert!((sum - 1.0).abs() < 1e-12, "a {a}, offset {frac}: {sum}");
+            }
+        }
+        // The two kernels differ only in their lobes.
+        assert!(keys_cubic(-0.75, 1.5) < keys_cubic(-0.5, 1.5));
+    }
 
     #[test]
     fn interior_kernels_are_centred_where_the_taps_are() {

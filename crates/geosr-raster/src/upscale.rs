@@ -25,14 +25,7 @@ fn kernel(method: Resampler) -> Kernel {
         (1.0 - x.abs()).max(0.0)
     }
     fn bicubic(x: f64) -> f64 {
-        let (a, x) = (-0.5, x.abs());
-        if x < 1.0 {
-            (a + 2.0) * x.powi(3) - (a + 3.0) * x.powi(2) + 1.0
-        } else if x < 2.0 {
-            a * x.powi(3) - 5.0 * a * x.powi(2) + 8.0 * a * x - 4.0 * a
-        } else {
-            0.0
-        }
+        geosr::taps::keys_cubic(-0.5, x)
     }
     fn lanczos3(x: f64) -> f64 {
         let x = x.abs();

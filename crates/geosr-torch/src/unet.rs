@@ -197,16 +197,9 @@ pub fn interpolate(lr: &Tensor, factor: i64, mode: Skip) -> Option<Tensor> {
     }
 }
 
-/// Keys' cubic kernel with a = −0.75: PyTorch's bicubic (and the ONNX export's `cubic_coeff_a`).
+/// PyTorch's bicubic kernel (and the ONNX export's `cubic_coeff_a`).
 fn pytorch_cubic(x: f64) -> f64 {
-    let (a, x) = (-0.75, x.abs());
-    if x <= 1.0 {
-        ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    } else if x < 2.0 {
-        ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a
-    } else {
-        0.0
-    }
+    geosr::taps::keys_cubic(-0.75, x)
 }
 
 /// `upsample_bicubic2d(align_corners = false)` of a `Float` tensor in host memory, computed as
