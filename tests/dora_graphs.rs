@@ -58,6 +58,12 @@ fn training_graphs_through_a_real_daemon() {
         .join("checkpoints/step-000006/model.safetensors")
         .is_file());
     assert!(run.join("optimizer.safetensors").is_file());
+    let timing: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("timing.json")).unwrap()).unwrap();
+    assert_eq!(
+        timing["batch_size"], 4,
+        "the settings' batch size: {timing}"
+    );
     let csv = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
     let val_rows: Vec<&str> = csv
         .lines()

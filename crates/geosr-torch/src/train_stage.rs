@@ -490,9 +490,9 @@ impl Run {
             "training starts"
         );
         self.trainer = Some(trainer);
+        // Without its pixels; its tile list stays, as the batch size of `timing.json`.
         self.first = Some(TileBatch {
             pixels: Vec::new(),
-            tiles: Vec::new(),
             ..first.clone()
         });
         // Ask for exactly the batches the remaining steps use, `prefetch` ahead of training.
