@@ -205,7 +205,7 @@ mod tests {
                 assert!((sum - 1.0).abs() < 1e-12, "a {a}, offset {frac}: {sum}");
             }
         }
-        // The two kernels differ only in their lobes.
+        // PyTorch's kernel has the deeper negative lobe, so it sharpens more.
         assert!(keys_cubic(-0.75, 1.5) < keys_cubic(-0.5, 1.5));
     }
 
